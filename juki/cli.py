@@ -1,0 +1,312 @@
+"""`juki`: the one command line of the appliance.
+
+Headless subcommands never import Textual (only `juki terminal` does, lazily); a test proves it.
+Exit codes are documented in juki/exitcodes.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from juki import exitcodes
+from juki.config import ApplianceConfig, ConfigError, load
+
+Handler = Callable[[argparse.Namespace, ApplianceConfig], int]
+
+
+def _passphrase(config: ApplianceConfig) -> bytes | None:
+    value = os.environ.get(config.passphrase_env)
+    return value.encode() if value else None
+
+
+# ---------------------------------------------------------------- keys
+
+
+def cmd_keys_init(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from broker.keys import init_keys
+
+    created = init_keys(
+        config.keys_dir, config.trust_file, list(config.nodes), _passphrase(config), force=args.force
+    )
+    kept = len(config.nodes) - len(created)
+    print(f"created {len(created)} identities, kept {kept} existing; trust file {config.trust_file}")
+    return exitcodes.OK
+
+
+def cmd_keys_rotate(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from broker.keys import rotate_keys
+
+    config.node(args.node)
+    rotate_keys(config.keys_dir, config.trust_file, args.node, _passphrase(config))
+    print(f"rotated {args.node}; restart the nodes so they reload {config.trust_file}")
+    return exitcodes.OK
+
+
+# ---------------------------------------------------------------- store
+
+
+def cmd_store_init(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from nodes.stores import init_node_store
+
+    targets = [n for n in config.nodes if config.nodes[n].role != "terminal"] if args.all else [args.node]
+    if not targets or targets == [None]:
+        raise ConfigError("name a NODE_ID or pass --all")
+    for node_id in targets:
+        created = init_node_store(config, node_id)
+        print(f"{node_id}: {config.store_url(node_id)} ({len(created)} tables created)")
+    return exitcodes.OK
+
+
+def cmd_audit_verify(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from nodes.stores import verify_audit
+
+    result = verify_audit(config, args.node)
+    print(result.describe() if hasattr(result, "describe") else result)
+    return exitcodes.OK if result.ok else exitcodes.VERIFY
+
+
+def cmd_seed(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from nodes.seeding import seed_population
+
+    seed_population(config, args.municipality, args.residents, seed=args.seed, progress=not args.quiet)
+    return exitcodes.OK
+
+
+def cmd_purge(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from nodes.stores import purge_node
+
+    report = purge_node(config, args.node)
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    return exitcodes.OK
+
+
+# ---------------------------------------------------------------- broker / nodes
+
+
+def cmd_broker_export(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from nodes.runtime import broker_definitions
+
+    text = json.dumps(broker_definitions(config), indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return exitcodes.OK
+
+
+def cmd_node(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from nodes.runtime import run_node
+
+    return run_node(config, args.node_id)
+
+
+def cmd_up(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from juki import supervisor
+
+    if supervisor.running_pid(config):
+        print(f"the appliance is already running (pid {supervisor.running_pid(config)})")
+        return exitcodes.OK
+    _check_broker(config)
+    ids = supervisor.daemon_ids(config, args.role)
+    if args.detach:
+        pid = supervisor.detach(config, args.role)
+        print(f"started {len(ids)} nodes in the background (supervisor pid {pid}); logs in {config.var_dir / 'log'}")
+        return exitcodes.OK
+    print(f"starting {len(ids)} nodes: {', '.join(ids)} (Ctrl-C stops them)")
+    return supervisor.run(config, ids)
+
+
+def cmd_down(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from juki import supervisor
+
+    if supervisor.down(config):
+        print("stopped")
+        return exitcodes.OK
+    print("the appliance was not running")
+    return exitcodes.NODE_DOWN
+
+
+def cmd_ctl(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from juki import ctl
+
+    return ctl.main(args, config)
+
+
+def cmd_ping(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from nodes.client import ping
+
+    config.node(args.sender)
+    config.node(args.recipient)
+    answer, seconds = ping(config, args.sender, args.recipient, timeout=args.timeout)
+    print(f"{args.recipient} answered {args.sender} in {seconds * 1000:.1f} ms: {answer}")
+    return exitcodes.OK
+
+
+# ---------------------------------------------------------------- cards and terminal
+
+
+def cmd_card_insert(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from tui.card.slots import insert_card
+
+    pid = insert_card(Path(args.image), args.slot, config.var_dir / "run")
+    print(f"card {args.image} inserted in slot {args.slot} (virtual card pid {pid})")
+    return exitcodes.OK
+
+
+def cmd_card_remove(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from tui.card.slots import remove_card
+
+    removed = remove_card(args.slot, config.var_dir / "run")
+    print(f"slot {args.slot}: {'card removed' if removed else 'no card was inserted'}")
+    return exitcodes.OK
+
+
+def cmd_terminal(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from tui.app import run_terminal  # the only place Textual is loaded
+
+    return run_terminal(config, args.terminal_id)
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+def _check_broker(config: ApplianceConfig) -> None:
+    from nodes.client import check_broker
+
+    check_broker(config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="juki", description="住基ネット appliance emulation")
+    p.add_argument("--config", help="appliance.toml (default: $JUKI_CONFIG or ./appliance.toml)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    keys = sub.add_parser("keys", help="node identities and the trust file").add_subparsers(dest="sub", required=True)
+    k = keys.add_parser("init", help="create one identity per node and terminal; never overwrites without --force")
+    k.add_argument("--force", action="store_true")
+    k.set_defaults(func=cmd_keys_init)
+    k = keys.add_parser("rotate", help="replace one node's keys and update the trust file")
+    k.add_argument("node")
+    k.set_defaults(func=cmd_keys_rotate)
+
+    store = sub.add_parser("store", help="node stores").add_subparsers(dest="sub", required=True)
+    s = store.add_parser("init", help="create or migrate a node's store")
+    s.add_argument("node", nargs="?")
+    s.add_argument("--all", action="store_true", help="every daemon of the topology")
+    s.set_defaults(func=cmd_store_init)
+    s = store.add_parser("purge", help="apply the retention rules now")
+    s.add_argument("node")
+    s.set_defaults(func=cmd_purge)
+
+    audit = sub.add_parser("audit", help="audit logs").add_subparsers(dest="sub", required=True)
+    a = audit.add_parser("verify", help="verify a node's hash-chained usage log")
+    a.add_argument("node")
+    a.set_defaults(func=cmd_audit_verify)
+
+    s = sub.add_parser("seed", help="load a synthetic population into a municipality's stores")
+    s.add_argument("--municipality", required=True)
+    s.add_argument("--residents", type=int, default=1000)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_seed)
+
+    broker = sub.add_parser("broker", help="RabbitMQ topology").add_subparsers(dest="sub", required=True)
+    b = broker.add_parser("export", help="write the topology as a RabbitMQ definitions file")
+    b.add_argument("-o", "--output")
+    b.set_defaults(func=cmd_broker_export)
+
+    n = sub.add_parser("node", help="run one node daemon in the foreground")
+    n.add_argument("node_id")
+    n.set_defaults(func=cmd_node)
+
+    u = sub.add_parser("up", help="run every daemon of the topology, supervised")
+    u.add_argument("--detach", action="store_true", help="run in the background")
+    u.add_argument("--role", action="append", help="only nodes of this role (repeatable)")
+    u.set_defaults(func=cmd_up)
+    d = sub.add_parser("down", help="stop a detached appliance")
+    d.set_defaults(func=cmd_down)
+
+    c = sub.add_parser("ctl", help="ask nodes over their control sockets")
+    c.add_argument("action", choices=["status", "health", "drain", "stop"])
+    c.add_argument("node", nargs="?", help="one node (default: all daemons for status)")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--wait", type=float, default=0.0, help="status: wait up to N s for all nodes healthy")
+    c.set_defaults(func=cmd_ctl)
+
+    pg = sub.add_parser("ping", help="send a sealed ping from one identity to a node and time the reply")
+    pg.add_argument("recipient")
+    pg.add_argument("--from", dest="sender", default="term.041009.001")
+    pg.add_argument("--timeout", type=float, default=5.0)
+    pg.set_defaults(func=cmd_ping)
+
+    card = sub.add_parser("card", help="virtual cards in the vpcd reader").add_subparsers(dest="sub", required=True)
+    ci = card.add_parser("insert", help="insert a virtual card from an image file")
+    ci.add_argument("image")
+    ci.add_argument("--slot", type=int, default=0)
+    ci.set_defaults(func=cmd_card_insert)
+    cr = card.add_parser("remove", help="remove the virtual card from a slot")
+    cr.add_argument("--slot", type=int, default=0)
+    cr.set_defaults(func=cmd_card_remove)
+
+    t = sub.add_parser("terminal", help="open the 統合端末 (Textual)")
+    t.add_argument("--terminal-id", default="term.041009.001")
+    t.set_defaults(func=cmd_terminal)
+    return p
+
+
+def _error_exit(title: str, exc: BaseException, code: int) -> int:
+    print(f"juki: {title}: {exc}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load(args.config)
+        result: Any = args.func(args, config)
+        return int(result)
+    except ConfigError as exc:
+        return _error_exit("設定エラー", exc, exitcodes.CONFIG)
+    except KeyboardInterrupt:
+        return exitcodes.INTERRUPTED
+    except Exception as exc:  # translate our typed errors; anything else is a real bug
+        code = _classify(exc)
+        if code is None:
+            raise
+        return _error_exit(getattr(exc, "title", type(exc).__name__), exc, code)
+
+
+def _classify(exc: BaseException) -> int | None:
+    from broker import errors as berr
+
+    if isinstance(exc, berr.BrokerUnavailable):
+        return exitcodes.BROKER
+    if isinstance(exc, berr.KeyStoreError):
+        return exitcodes.CONFIG
+    if isinstance(exc, berr.BrokerError):
+        return exitcodes.FAILURE
+    name = type(exc).__name__
+    if name == "ControlUnavailable":
+        return exitcodes.NODE_DOWN
+    if hasattr(exc, "title"):
+        return exitcodes.FAILURE
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
