@@ -1,0 +1,89 @@
+"""ノードの記録 (node stores): open, initialise, purge and verify one node's own store.
+
+Every node role owns tables in store/ and may register more of its own (the registry's
+住民基本台帳, cardmgmt's cards); importing the role's module registers them before the schema is
+created, so `juki store init` and the daemon agree on what the store holds.
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import UTC, datetime
+from typing import Any
+
+import peewee
+
+from juki.config import ApplianceConfig, ConfigError
+
+ROLE_MODULES = {
+    "municipal_cs": "nodes.municipal_cs",
+    "prefecture": "nodes.prefecture",
+    "national": "nodes.national",
+    "card_management": "nodes.card_management",
+    "existing_registry": "nodes.existing_registry",
+}
+
+
+def role_of(config: ApplianceConfig, node_id: str) -> str:
+    role = config.node(node_id).role
+    if role == "terminal":
+        raise ConfigError(f"{node_id} is a terminal: terminals keep no store")
+    return role
+
+
+def load_role_module(role: str) -> Any:
+    """Import the role's module (which registers its extra tables) and the audit tables."""
+    importlib.import_module("store.auditlog")
+    try:
+        return importlib.import_module(ROLE_MODULES[role])
+    except ModuleNotFoundError as exc:
+        if exc.name == ROLE_MODULES[role]:
+            return None  # a role without business handlers yet: plumbing only
+        raise
+
+
+def open_node_store(config: ApplianceConfig, node_id: str) -> peewee.Database:
+    """Open and bind the node's database, creating or migrating its schema."""
+    from store.db import open_database
+    from store.schema import init_store
+
+    role = role_of(config, node_id)
+    load_role_module(role)
+    db = open_database(config.store_url(node_id))
+    init_store(db, role)
+    return db
+
+
+def init_node_store(config: ApplianceConfig, node_id: str) -> list[str]:
+    from store.db import open_database
+    from store.schema import init_store
+
+    role = role_of(config, node_id)
+    load_role_module(role)
+    db = open_database(config.store_url(node_id))
+    try:
+        return init_store(db, role)
+    finally:
+        db.close()
+
+
+def verify_audit(config: ApplianceConfig, node_id: str) -> Any:
+    from store.auditlog import verify_usage_chain
+
+    db = open_node_store(config, node_id)
+    try:
+        return verify_usage_chain(db)
+    finally:
+        db.close()
+
+
+def purge_node(config: ApplianceConfig, node_id: str, now: datetime | None = None) -> dict[str, Any]:
+    from store.retention import purge
+
+    role = role_of(config, node_id)
+    db = open_node_store(config, node_id)
+    try:
+        report = purge(role, now=now or datetime.now(UTC))
+    finally:
+        db.close()
+    return report.as_dict() if hasattr(report, "as_dict") else dict(vars(report))
