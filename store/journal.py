@@ -1,0 +1,237 @@
+"""受信・送信記録 (message journal): inbox, outbox and refusal tables behind exactly-once delivery.
+
+`PeeweeJournal` is the store side of the ``Journal`` protocol in docs/architecture.md. The broker's
+service loop receives it from the node runtime and never imports store (structural typing), so
+the method names and signatures here are the contract, not a convenience.
+
+Why three tables:
+    inbox    one row per applied durable message id. It commits in the same transaction as the
+             handler's business change, so a message redelivered after a crash (acked or not) is
+             recognised and skipped: applied once, never twice.
+    outbox   onward notices written by a handler inside that same transaction and relayed later
+             with publisher confirms; a node killed between commit and publish loses nothing.
+    refusal  every message the node refused (bad signature, replay, schema, business refusal),
+             with the reason code, so that "refused" always leaves a trace.
+
+Bodies are stored as msgpack bytes (BlobField): the wire already speaks msgpack, and bodies may
+carry ``bytes`` values (card images, challenges) that JSON cannot hold without re-encoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import peewee
+
+from store.db import translate_errors
+from store.models import BaseModel
+
+__all__ = ["Inbox", "Outbox", "OutboxEntry", "PeeweeJournal", "Refusal"]
+
+
+class Inbox(BaseModel):
+    """受信済み (applied): durable messages whose effect has been committed."""
+
+    msg_id = peewee.CharField(max_length=64, primary_key=True)
+    sender = peewee.CharField(max_length=64)
+    type = peewee.CharField(max_length=64)
+    received_at = peewee.DoubleField()
+
+    class Meta:
+        table_name = "inbox"
+
+
+class Outbox(BaseModel):
+    """送信待ち (to relay): onward notices, sealed only when relayed so they never expire."""
+
+    seq = peewee.BigAutoField()
+    msg_id = peewee.CharField(max_length=64, unique=True)
+    recipient = peewee.CharField(max_length=64)
+    type = peewee.CharField(max_length=64)
+    body = peewee.BlobField()
+    created_at = peewee.DoubleField()
+    correlation_id = peewee.CharField(max_length=64, null=True)
+    sent_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        table_name = "outbox"
+        # outbox_pending and outbox_depth ask "sent_at IS NULL ORDER BY seq": this index answers
+        # both without touching the (growing) set of sent rows.
+        indexes = ((("sent_at", "seq"), False),)
+
+
+class Refusal(BaseModel):
+    """受信拒否 (refused): what was refused, from whom, and why (a stable reason code)."""
+
+    id = peewee.BigAutoField()
+    msg_id = peewee.CharField(max_length=64, null=True)
+    sender = peewee.CharField(max_length=64, null=True)
+    type = peewee.CharField(max_length=64, null=True)
+    reason = peewee.CharField(max_length=64, index=True)
+    detail = peewee.TextField()
+    at = peewee.DoubleField(index=True)
+
+    class Meta:
+        table_name = "refusal"
+
+
+JOURNAL_MODELS: tuple[type[BaseModel], ...] = (Inbox, Outbox, Refusal)
+"""Every node role has these tables (store/schema.py adds them to each role)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One onward notice waiting to be relayed (the protocol's ``OutboxEntry``)."""
+
+    seq: int
+    msg_id: str
+    recipient: str
+    type: str
+    body: dict[str, Any]
+    created_at: float
+    correlation_id: str | None
+
+
+def pack_body(body: dict[str, Any]) -> bytes:
+    """msgpack with the bin type, so ``bytes`` and ``str`` stay distinct on the way back."""
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def unpack_body(data: bytes | memoryview) -> dict[str, Any]:
+    # psycopg2 returns BYTEA as memoryview; msgpack accepts any buffer.
+    return msgpack.unpackb(data, raw=False)
+
+
+class PeeweeJournal:
+    """The ``Journal`` protocol over one peewee database.
+
+    Every query runs against the database given here (not the process-wide proxy), so a journal
+    is always the same connection as the ``atomic()`` it hands out; the node runtime passes the
+    database it bound with `store.db.open_database`, and the handler's own store writes then
+    share the transaction on the same thread.
+    """
+
+    def __init__(self, db: peewee.Database | peewee.DatabaseProxy) -> None:
+        self._db = db
+
+    @property
+    def database(self) -> peewee.Database | peewee.DatabaseProxy:
+        return self._db
+
+    def atomic(self) -> AbstractContextManager[Any]:
+        """One transaction; nested inside another it is a savepoint (peewee's atomic)."""
+        return self._db.atomic()
+
+    def inbox_contains(self, msg_id: str) -> bool:
+        with translate_errors():
+            return bool(Inbox.select(Inbox.msg_id).where(Inbox.msg_id == msg_id).exists(self._db))
+
+    def inbox_add(self, msg_id: str, sender: str, type: str, received_at: float) -> None:
+        """Record that `msg_id` has been applied.
+
+        Raises:
+            DuplicateKey: the id is already there (a replay racing past `inbox_contains`); the
+                caller's transaction must be rolled back, which undoes the replayed effect.
+        """
+        with translate_errors():
+            Inbox.insert(msg_id=msg_id, sender=sender, type=type, received_at=received_at).execute(
+                self._db
+            )
+
+    def outbox_add(
+        self,
+        msg_id: str,
+        recipient: str,
+        type: str,
+        body: dict[str, Any],
+        created_at: float,
+        correlation_id: str | None = None,
+    ) -> int:
+        """Queue an onward notice; returns its seq (relay order)."""
+        with translate_errors():
+            return int(
+                Outbox.insert(
+                    msg_id=msg_id,
+                    recipient=recipient,
+                    type=type,
+                    body=pack_body(body),
+                    created_at=created_at,
+                    correlation_id=correlation_id,
+                ).execute(self._db)
+            )
+
+    def outbox_pending(self, limit: int) -> list[OutboxEntry]:
+        """Unsent notices, oldest (lowest seq) first."""
+        query = (
+            Outbox.select(
+                Outbox.seq,
+                Outbox.msg_id,
+                Outbox.recipient,
+                Outbox.type,
+                Outbox.body,
+                Outbox.created_at,
+                Outbox.correlation_id,
+            )
+            .where(Outbox.sent_at.is_null())
+            .order_by(Outbox.seq)
+            .limit(limit)
+            .tuples()
+        )
+        with translate_errors():
+            rows = list(query.execute(self._db))
+        return [
+            OutboxEntry(seq, msg_id, recipient, type_, unpack_body(body), created_at, corr)
+            for seq, msg_id, recipient, type_, body, created_at, corr in rows
+        ]
+
+    def outbox_mark_sent(self, seqs: list[int], sent_at: float) -> None:
+        if not seqs:
+            return
+        with translate_errors():
+            for chunk in _chunks(seqs, 500):
+                Outbox.update(sent_at=sent_at).where(Outbox.seq.in_(chunk)).execute(self._db)
+
+    def outbox_depth(self) -> int:
+        """How many notices wait to be relayed (shown by ``juki ctl status``)."""
+        with translate_errors():
+            return int(Outbox.select().where(Outbox.sent_at.is_null()).count(self._db))
+
+    def outbox_purge_sent(self, before: float) -> int:
+        """Delete relayed notices sent before `before`; they are only kept to debug a relay."""
+        with translate_errors():
+            return int(
+                Outbox.delete()
+                .where(Outbox.sent_at.is_null(False) & (Outbox.sent_at < before))
+                .execute(self._db)
+            )
+
+    def record_refusal(
+        self,
+        msg_id: str | None,
+        sender: str | None,
+        type: str | None,
+        reason: str,
+        detail: str,
+        at: float,
+    ) -> None:
+        with translate_errors():
+            Refusal.insert(
+                msg_id=msg_id, sender=sender, type=type, reason=reason, detail=detail, at=at
+            ).execute(self._db)
+
+    def refusals(self, *, since: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Latest refusals first, as plain dicts (for ``juki ctl`` and the operator's log view)."""
+        query = Refusal.select().order_by(Refusal.id.desc()).limit(limit)
+        if since is not None:
+            query = query.where(Refusal.at >= since)
+        with translate_errors():
+            return list(query.dicts().execute(self._db))
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

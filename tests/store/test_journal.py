@@ -1,0 +1,187 @@
+"""The inbox / outbox / refusal journal: exactly-once bookkeeping on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+import peewee
+import pytest
+
+from store.db import DuplicateKey, open_database
+from store.journal import JOURNAL_MODELS, OutboxEntry, PeeweeJournal
+
+
+class JournalContract(Protocol):
+    """The Journal protocol as docs/architecture.md states it (the broker's side of the seam)."""
+
+    def atomic(self) -> AbstractContextManager[Any]: ...
+    def inbox_contains(self, msg_id: str) -> bool: ...
+    def inbox_add(self, msg_id: str, sender: str, type: str, received_at: float) -> None: ...
+    def outbox_add(
+        self,
+        msg_id: str,
+        recipient: str,
+        type: str,
+        body: dict,
+        created_at: float,
+        correlation_id: str | None = None,
+    ) -> int: ...
+    def outbox_pending(self, limit: int) -> list[OutboxEntry]: ...
+    def outbox_mark_sent(self, seqs: list[int], sent_at: float) -> None: ...
+    def outbox_depth(self) -> int: ...
+    def record_refusal(
+        self,
+        msg_id: str | None,
+        sender: str | None,
+        type: str | None,
+        reason: str,
+        detail: str,
+        at: float,
+    ) -> None: ...
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def journal(empty_db: peewee.Database) -> Iterator[PeeweeJournal]:
+    empty_db.create_tables(JOURNAL_MODELS)
+    yield PeeweeJournal(empty_db)
+
+
+def test_signatures_match_the_architecture_contract() -> None:
+    for name, member in inspect.getmembers(JournalContract, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        ours = inspect.signature(getattr(PeeweeJournal, name))
+        theirs = inspect.signature(member)
+        assert list(ours.parameters) == list(theirs.parameters), name
+        for param in theirs.parameters.values():
+            assert ours.parameters[param.name].default == param.default, (name, param.name)
+
+
+def test_inbox_remembers_applied_ids(journal: PeeweeJournal) -> None:
+    assert not journal.inbox_contains("01HZX")
+    journal.inbox_add("01HZX", "registry.041009", "identity.update", 1000.5)
+    assert journal.inbox_contains("01HZX")
+    assert not journal.inbox_contains("01HZY")
+
+
+def test_inbox_add_twice_raises_duplicate(journal: PeeweeJournal) -> None:
+    journal.inbox_add("01HZX", "registry.041009", "identity.update", 1.0)
+    with pytest.raises(DuplicateKey):
+        journal.inbox_add("01HZX", "registry.041009", "identity.update", 2.0)
+
+
+def test_outbox_round_trips_bodies_and_keeps_fifo_order(journal: PeeweeJournal) -> None:
+    bodies = [
+        {"resident_code": "12345678901", "names": ["山田", "やまだ"], "n": 3},
+        {"image": b"\x00\x01\xff", "nested": {"ok": True, "f": 1.5, "none": None}},
+        {"empty": {}},
+    ]
+    seqs = [
+        journal.outbox_add(f"m{i}", "pref.04", "identity.notice", body, 10.0 + i, f"c{i}")
+        for i, body in enumerate(bodies)
+    ]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    pending = journal.outbox_pending(10)
+    assert [e.seq for e in pending] == seqs
+    assert [e.body for e in pending] == bodies
+    assert isinstance(pending[1].body["image"], bytes)
+    first = pending[0]
+    assert (first.msg_id, first.recipient, first.type) == ("m0", "pref.04", "identity.notice")
+    assert (first.created_at, first.correlation_id) == (10.0, "c0")
+    assert [e.seq for e in journal.outbox_pending(2)] == seqs[:2]
+
+
+def test_outbox_correlation_id_defaults_to_none(journal: PeeweeJournal) -> None:
+    journal.outbox_add("m1", "cardmgmt", "card.event", {}, 1.0)
+    assert journal.outbox_pending(1)[0].correlation_id is None
+
+
+def test_mark_sent_removes_from_pending_and_depth(journal: PeeweeJournal) -> None:
+    seqs = [journal.outbox_add(f"m{i}", "pref.04", "t", {"i": i}, float(i)) for i in range(5)]
+    assert journal.outbox_depth() == 5
+    journal.outbox_mark_sent([seqs[0], seqs[2]], 99.0)
+    assert journal.outbox_depth() == 3
+    assert [e.seq for e in journal.outbox_pending(10)] == [seqs[1], seqs[3], seqs[4]]
+    journal.outbox_mark_sent([], 100.0)
+    assert journal.outbox_depth() == 3
+
+
+def test_mark_sent_handles_more_ids_than_one_statement_takes(journal: PeeweeJournal) -> None:
+    with journal.atomic():
+        seqs = [journal.outbox_add(f"m{i}", "p", "t", {}, 0.0) for i in range(1203)]
+    journal.outbox_mark_sent(seqs[:-1], 5.0)
+    assert [e.seq for e in journal.outbox_pending(10)] == [seqs[-1]]
+
+
+def test_purge_sent_keeps_unsent(journal: PeeweeJournal) -> None:
+    a = journal.outbox_add("a", "p", "t", {}, 0.0)
+    journal.outbox_add("b", "p", "t", {}, 0.0)
+    journal.outbox_mark_sent([a], 10.0)
+    assert journal.outbox_purge_sent(before=5.0) == 0
+    assert journal.outbox_purge_sent(before=11.0) == 1
+    assert [e.msg_id for e in journal.outbox_pending(5)] == ["b"]
+
+
+def test_failing_handler_leaves_no_inbox_or_outbox_row(journal: PeeweeJournal) -> None:
+    with pytest.raises(Boom), journal.atomic():
+        journal.inbox_add("m1", "registry.041009", "identity.update", 1.0)
+        journal.outbox_add("o1", "pref.04", "identity.notice", {"x": 1}, 1.0)
+        raise Boom
+    assert not journal.inbox_contains("m1")
+    assert journal.outbox_depth() == 0
+
+
+def test_commit_is_visible_to_another_connection_only_after_commit(
+    journal: PeeweeJournal, store_url: str
+) -> None:
+    other = open_database(store_url, bind=False)
+    other_journal = PeeweeJournal(other)
+    try:
+        with journal.atomic():
+            journal.inbox_add("m1", "s", "t", 1.0)
+            journal.outbox_add("o1", "pref.04", "t", {}, 1.0)
+            assert not other_journal.inbox_contains("m1")
+            assert other_journal.outbox_depth() == 0
+        assert other_journal.inbox_contains("m1")
+        assert other_journal.outbox_depth() == 1
+    finally:
+        other.close()
+
+
+def test_nested_atomic_is_a_savepoint(journal: PeeweeJournal) -> None:
+    with journal.atomic():
+        journal.inbox_add("outer", "s", "t", 1.0)
+        with pytest.raises(Boom), journal.atomic():
+            journal.outbox_add("inner", "p", "t", {}, 1.0)
+            raise Boom
+        journal.outbox_add("after", "p", "t", {}, 2.0)
+    assert journal.inbox_contains("outer")
+    assert [e.msg_id for e in journal.outbox_pending(5)] == ["after"]
+
+
+def test_duplicate_inside_a_savepoint_leaves_the_outer_transaction_usable(
+    journal: PeeweeJournal,
+) -> None:
+    journal.inbox_add("seen", "s", "t", 1.0)
+    with journal.atomic():
+        with pytest.raises(DuplicateKey), journal.atomic():
+            journal.inbox_add("seen", "s", "t", 2.0)
+        # On PostgreSQL this only works because the savepoint was rolled back.
+        journal.inbox_add("fresh", "s", "t", 3.0)
+    assert journal.inbox_contains("fresh")
+
+
+def test_refusals_are_recorded_latest_first(journal: PeeweeJournal) -> None:
+    journal.record_refusal("m1", "term.041009.001", "search.4info", "route_not_allowed", "x", 5.0)
+    journal.record_refusal(None, None, None, "malformed", "not msgpack", 6.0)
+    rows = journal.refusals()
+    assert [r["reason"] for r in rows] == ["malformed", "route_not_allowed"]
+    assert rows[1]["sender"] == "term.041009.001" and rows[0]["msg_id"] is None
+    assert [r["reason"] for r in journal.refusals(since=5.5)] == ["malformed"]
