@@ -1,0 +1,158 @@
+"""暗号基盤 (cryptographic primitives): the one seam over PyNaCl/libsodium.
+
+Thin typed wrappers over libsodium's bindings, chosen for the envelope's hot path:
+
+* Ed25519 signatures (`Signer`, `verify`) over raw bytes, no wrapper objects per call.
+* crypto_box with the shared key precomputed once per peer (`Box`, crypto_box_beforenm), because
+  an RPC seals and opens one box per message and the X25519 step would otherwise dominate.
+* SecretBox and argon2id for keys at rest (used by broker/keys.py only).
+* BLAKE2b-256 via hashlib: byte-identical to libsodium's crypto_generichash with a 32-byte
+  digest (a known-answer test proves it) and it avoids an FFI round trip.
+
+Expected failures (a bad signature, a box that does not open) are reported as `False` / `None`
+rather than exceptions: callers map them to refusal reasons, and no nacl exception type ever
+leaves this module. Malformed key material raises `KeyStoreError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import nacl.bindings as _sodium
+import nacl.exceptions as _nacl_exc
+import nacl.pwhash.argon2id as _argon2id
+
+from broker.errors import KeyStoreError
+
+KEY_SIZE = 32
+SIGNATURE_SIZE = _sodium.crypto_sign_BYTES  # 64
+NONCE_SIZE = _sodium.crypto_box_NONCEBYTES  # 24
+MAC_SIZE = 16
+BOX_OVERHEAD = NONCE_SIZE + MAC_SIZE
+SALT_SIZE = _argon2id.SALTBYTES  # 16
+
+
+def _check_len(name: str, value: bytes, size: int) -> None:
+    if type(value) is not bytes or len(value) != size:
+        raise KeyStoreError(f"{name} must be {size} bytes")
+
+
+def random_bytes(size: int) -> bytes:
+    return os.urandom(size)
+
+
+def blake2b_256(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=32).digest()
+
+
+# -- signatures ----------------------------------------------------------------------------------
+
+
+class Signer:
+    """An Ed25519 signing key, derived deterministically from a 32-byte seed."""
+
+    __slots__ = ("_secret", "seed", "verify_key")
+
+    def __init__(self, seed: bytes) -> None:
+        _check_len("signing seed", seed, KEY_SIZE)
+        self.seed = seed
+        self.verify_key, self._secret = _sodium.crypto_sign_seed_keypair(seed)
+
+    @classmethod
+    def generate(cls) -> Signer:
+        return cls(random_bytes(KEY_SIZE))
+
+    def sign(self, message: bytes) -> bytes:
+        """The detached 64-byte signature of `message`."""
+        return _sodium.crypto_sign(message, self._secret)[:SIGNATURE_SIZE]
+
+
+def verify(verify_key: bytes, message: bytes, signature: bytes) -> bool:
+    """True when `signature` is `verify_key`'s Ed25519 signature of `message`; never raises."""
+    if len(signature) != SIGNATURE_SIZE or len(verify_key) != KEY_SIZE:
+        return False
+    try:
+        _sodium.crypto_sign_open(signature + message, verify_key)
+    except _nacl_exc.CryptoError:
+        return False
+    return True
+
+
+# -- public-key boxes ----------------------------------------------------------------------------
+
+
+class BoxSecret:
+    """A Curve25519 private key for crypto_box, independent of the signing key."""
+
+    __slots__ = ("public_key", "secret")
+
+    def __init__(self, secret: bytes) -> None:
+        _check_len("box secret key", secret, KEY_SIZE)
+        self.secret = secret
+        self.public_key = _sodium.crypto_scalarmult_base(secret)
+
+    @classmethod
+    def generate(cls) -> BoxSecret:
+        return cls(random_bytes(KEY_SIZE))
+
+
+class Box:
+    """crypto_box between us and one peer with the shared key precomputed (crypto_box_beforenm).
+
+    The output layout is nonce (24) ‖ MAC+ciphertext, the same as PyNaCl's `Box.encrypt`. Nonces
+    are random: 192 bits make collisions negligible without any per-peer counter state.
+    """
+
+    __slots__ = ("_shared",)
+
+    def __init__(self, own: BoxSecret, peer_public: bytes) -> None:
+        _check_len("peer box key", peer_public, KEY_SIZE)
+        try:
+            self._shared = _sodium.crypto_box_beforenm(peer_public, own.secret)
+        except _nacl_exc.CryptoError as exc:  # e.g. a low-order point
+            raise KeyStoreError(f"unusable peer box key: {exc}") from None
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        nonce = os.urandom(NONCE_SIZE)
+        return nonce + _sodium.crypto_box_afternm(plaintext, nonce, self._shared)
+
+    def decrypt(self, data: bytes) -> bytes | None:
+        """The plaintext, or None when `data` was not boxed by this peer for us (or was altered)."""
+        if len(data) < BOX_OVERHEAD:
+            return None
+        try:
+            return _sodium.crypto_box_open_afternm(
+                data[NONCE_SIZE:], data[:NONCE_SIZE], self._shared
+            )
+        except _nacl_exc.CryptoError:
+            return None
+
+
+# -- keys at rest --------------------------------------------------------------------------------
+
+
+def derive_key(passphrase: bytes, salt: bytes, opslimit: int, memlimit: int) -> bytes:
+    """A SecretBox key from a passphrase with argon2id."""
+    _check_len("salt", salt, SALT_SIZE)
+    try:
+        return _argon2id.kdf(KEY_SIZE, passphrase, salt, opslimit=opslimit, memlimit=memlimit)
+    except _nacl_exc.CryptoError as exc:
+        raise KeyStoreError(f"argon2id parameters rejected: {exc}") from None
+
+
+def secretbox_seal(key: bytes, plaintext: bytes) -> bytes:
+    _check_len("secretbox key", key, KEY_SIZE)
+    nonce = os.urandom(NONCE_SIZE)
+    return nonce + _sodium.crypto_secretbox(plaintext, nonce, key)
+
+
+def secretbox_open(key: bytes, data: bytes) -> bytes | None:
+    """The plaintext, or None for a wrong key or altered data."""
+    _check_len("secretbox key", key, KEY_SIZE)
+    if len(data) < BOX_OVERHEAD:
+        return None
+    try:
+        return _sodium.crypto_secretbox_open(data[NONCE_SIZE:], data[:NONCE_SIZE], key)
+    except _nacl_exc.CryptoError:
+        return None
