@@ -45,7 +45,9 @@ class ControlServer:
         sock.bind(self.endpoint)
         if self.endpoint.startswith("ipc://"):
             os.chmod(self.endpoint[len("ipc://") :], 0o600)
-        self._thread = threading.Thread(target=self._serve, args=(sock,), name="control", daemon=True)
+        self._thread = threading.Thread(
+            target=self._serve, args=(sock,), name="control", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -73,7 +75,11 @@ class ControlServer:
             return {"ok": False, "error": "malformed control request"}
         handler = self._commands.get(cmd) if isinstance(cmd, str) else None
         if handler is None:
-            return {"ok": False, "error": f"unknown command {cmd!r}", "commands": sorted(self._commands)}
+            return {
+                "ok": False,
+                "error": f"unknown command {cmd!r}",
+                "commands": sorted(self._commands),
+            }
         try:
             return {"ok": True, **handler(req)}
         except Exception as exc:

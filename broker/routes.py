@@ -26,7 +26,7 @@ class NodeInfo:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One allowed direction: requests and notices of `types` from role `sender` to role `recipient`."""
+    """One allowed direction: requests and notices of `types` from role `sender` to `recipient`."""
 
     sender: str
     recipient: str

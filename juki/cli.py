@@ -33,10 +33,16 @@ def cmd_keys_init(args: argparse.Namespace, config: ApplianceConfig) -> int:
     from broker.keys import init_keys
 
     created = init_keys(
-        config.keys_dir, config.trust_file, list(config.nodes), _passphrase(config), force=args.force
+        config.keys_dir,
+        config.trust_file,
+        list(config.nodes),
+        _passphrase(config),
+        force=args.force,
     )
     kept = len(config.nodes) - len(created)
-    print(f"created {len(created)} identities, kept {kept} existing; trust file {config.trust_file}")
+    print(
+        f"created {len(created)} identities, kept {kept} existing; trust file {config.trust_file}"
+    )
     return exitcodes.OK
 
 
@@ -55,7 +61,9 @@ def cmd_keys_rotate(args: argparse.Namespace, config: ApplianceConfig) -> int:
 def cmd_store_init(args: argparse.Namespace, config: ApplianceConfig) -> int:
     from nodes.stores import init_node_store
 
-    targets = [n for n in config.nodes if config.nodes[n].role != "terminal"] if args.all else [args.node]
+    targets = (
+        [n for n in config.nodes if config.nodes[n].role != "terminal"] if args.all else [args.node]
+    )
     if not targets or targets == [None]:
         raise ConfigError("name a NODE_ID or pass --all")
     for node_id in targets:
@@ -75,7 +83,9 @@ def cmd_audit_verify(args: argparse.Namespace, config: ApplianceConfig) -> int:
 def cmd_seed(args: argparse.Namespace, config: ApplianceConfig) -> int:
     from nodes.seeding import seed_population
 
-    seed_population(config, args.municipality, args.residents, seed=args.seed, progress=not args.quiet)
+    seed_population(
+        config, args.municipality, args.residents, seed=args.seed, progress=not args.quiet
+    )
     return exitcodes.OK
 
 
@@ -118,7 +128,10 @@ def cmd_up(args: argparse.Namespace, config: ApplianceConfig) -> int:
     ids = supervisor.daemon_ids(config, args.role)
     if args.detach:
         pid = supervisor.detach(config, args.role)
-        print(f"started {len(ids)} nodes in the background (supervisor pid {pid}); logs in {config.var_dir / 'log'}")
+        print(
+            f"started {len(ids)} nodes in the background (supervisor pid {pid}); "
+            f"logs in {config.var_dir / 'log'}"
+        )
         return exitcodes.OK
     print(f"starting {len(ids)} nodes: {', '.join(ids)} (Ctrl-C stops them)")
     return supervisor.run(config, ids)
@@ -190,8 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    keys = sub.add_parser("keys", help="node identities and the trust file").add_subparsers(dest="sub", required=True)
-    k = keys.add_parser("init", help="create one identity per node and terminal; never overwrites without --force")
+    keys = sub.add_parser("keys", help="node identities and the trust file").add_subparsers(
+        dest="sub", required=True
+    )
+    k = keys.add_parser(
+        "init", help="create one identity per node and terminal; never overwrites without --force"
+    )
     k.add_argument("--force", action="store_true")
     k.set_defaults(func=cmd_keys_init)
     k = keys.add_parser("rotate", help="replace one node's keys and update the trust file")
@@ -219,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_seed)
 
-    broker = sub.add_parser("broker", help="RabbitMQ topology").add_subparsers(dest="sub", required=True)
+    broker = sub.add_parser("broker", help="RabbitMQ topology").add_subparsers(
+        dest="sub", required=True
+    )
     b = broker.add_parser("export", help="write the topology as a RabbitMQ definitions file")
     b.add_argument("-o", "--output")
     b.set_defaults(func=cmd_broker_export)
@@ -239,16 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("action", choices=["status", "health", "drain", "stop"])
     c.add_argument("node", nargs="?", help="one node (default: all daemons for status)")
     c.add_argument("--json", action="store_true")
-    c.add_argument("--wait", type=float, default=0.0, help="status: wait up to N s for all nodes healthy")
+    c.add_argument(
+        "--wait", type=float, default=0.0, help="status: wait up to N s for all nodes healthy"
+    )
     c.set_defaults(func=cmd_ctl)
 
-    pg = sub.add_parser("ping", help="send a sealed ping from one identity to a node and time the reply")
+    pg = sub.add_parser(
+        "ping", help="send a sealed ping from one identity to a node and time the reply"
+    )
     pg.add_argument("recipient")
     pg.add_argument("--from", dest="sender", default="term.041009.001")
     pg.add_argument("--timeout", type=float, default=5.0)
     pg.set_defaults(func=cmd_ping)
 
-    card = sub.add_parser("card", help="virtual cards in the vpcd reader").add_subparsers(dest="sub", required=True)
+    card = sub.add_parser("card", help="virtual cards in the vpcd reader").add_subparsers(
+        dest="sub", required=True
+    )
     ci = card.add_parser("insert", help="insert a virtual card from an image file")
     ci.add_argument("image")
     ci.add_argument("--slot", type=int, default=0)

@@ -197,7 +197,9 @@ def load(path: str | os.PathLike[str] | None = None) -> ApplianceConfig:
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{p}: configuration file not found (set {CONFIG_ENV} or --config)") from None
+        raise ConfigError(
+            f"{p}: configuration file not found (set {CONFIG_ENV} or --config)"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
     return parse(raw, p)
@@ -208,7 +210,9 @@ def parse(raw: Mapping[str, Any], path: Path) -> ApplianceConfig:
     _check_keys(str(path), raw, top)
     base = path.parent.resolve()
     app = dict(raw.get("appliance", {}))
-    _check_keys(f"{path} [appliance]", app, ["name", "var_dir", "keys_dir", "trust_file", "passphrase_env"])
+    _check_keys(
+        f"{path} [appliance]", app, ["name", "var_dir", "keys_dir", "trust_file", "passphrase_env"]
+    )
     var_dir = base / app.get("var_dir", "var")
     keys_dir = base / app.get("keys_dir", "var/keys")
     trust_file = base / app.get("trust_file", "var/keys/trust.json")
@@ -225,13 +229,17 @@ def parse(raw: Mapping[str, Any], path: Path) -> ApplianceConfig:
     for i, t in enumerate(raw.get("municipalities", [])):
         m = _build(Municipality, f"{path} [[municipalities]] #{i + 1}", t)
         if m.prefecture not in prefectures:
-            raise ConfigError(f"{path}: municipality {m.code} names unknown prefecture {m.prefecture}")
+            raise ConfigError(
+                f"{path}: municipality {m.code} names unknown prefecture {m.prefecture}"
+            )
         municipalities[m.code] = m
     nodes: dict[str, NodeConfig] = {}
     for i, t in enumerate(raw.get("nodes", [])):
         n = _build(NodeConfig, f"{path} [[nodes]] #{i + 1}", t)
         if n.role not in ROLES:
-            raise ConfigError(f"{path}: node {n.id} has unknown role {n.role!r}{_suggest(n.role, ROLES)}")
+            raise ConfigError(
+                f"{path}: node {n.id} has unknown role {n.role!r}{_suggest(n.role, ROLES)}"
+            )
         if n.id in nodes:
             raise ConfigError(f"{path}: node id {n.id} appears twice")
         if n.municipality and n.municipality not in municipalities:

@@ -53,7 +53,11 @@ def main(args: argparse.Namespace, config: ApplianceConfig) -> int:
             print(f"ctl {args.action} needs a NODE")
             return exitcodes.CONFIG
         answer = control_request(config.control_endpoint(args.node), args.action, timeout=10.0)
-        print(json.dumps(answer, ensure_ascii=False) if args.json else f"{args.node}: {args.action} → {answer}")
+        print(
+            json.dumps(answer, ensure_ascii=False)
+            if args.json
+            else f"{args.node}: {args.action} → {answer}"
+        )
         return exitcodes.OK if answer.get("ok") else exitcodes.FAILURE
     ids = [args.node] if args.node else daemon_ids(config)
     deadline = time.monotonic() + args.wait

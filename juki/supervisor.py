@@ -74,7 +74,13 @@ def run(config: ApplianceConfig, node_ids: list[str]) -> int:
                     if ran > 60:
                         child.restarts = 0  # a long healthy run forgives earlier crashes
                     delay = min(MAX_BACKOFF, 0.5 * (2**child.restarts))
-                    log.warning("%s exited with %s after %.1fs; restarting in %.1fs", child.node_id, code, ran, delay)
+                    log.warning(
+                        "%s exited with %s after %.1fs; restarting in %.1fs",
+                        child.node_id,
+                        code,
+                        ran,
+                        delay,
+                    )
                     child.proc = None
                     child.restarts += 1
                     child.next_start = now + delay

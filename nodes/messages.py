@@ -129,7 +129,9 @@ DIGEST_REPLY = Obj(
 )
 
 
-def _t(name: str, kinds: frozenset[Kind], body: dict[str, Spec], reply: dict[str, Spec] | None = None) -> MessageType:
+def _t(
+    name: str, kinds: frozenset[Kind], body: dict[str, Spec], reply: dict[str, Spec] | None = None
+) -> MessageType:
     return MessageType(name, kinds, Obj(body), Obj(reply) if reply is not None else None)
 
 
@@ -144,7 +146,12 @@ CATALOGUE: tuple[MessageType, ...] = (
     _t(
         "cs.registry.movein_notice",
         NOTICE,
-        {"resident_code": CODE, "from_municipality": MUNI, "moved_in_on": DATE, "new_address": Str(300)},
+        {
+            "resident_code": CODE,
+            "from_municipality": MUNI,
+            "moved_in_on": DATE,
+            "new_address": Str(300),
+        },
     ),
     _t("cs.registry.number_request", NOTICE, {"resident_code": CODE, "request_number": REQNO}),
     _t("cs.registry.destination", NOTICE, {"record": DESTINATION}),
@@ -165,12 +172,22 @@ CATALOGUE: tuple[MessageType, ...] = (
             "violations": VIOLATIONS,
         },
     ),
-    _t("registry.cs.movein_notice", NOTICE, {"resident_code": CODE, "to_municipality": MUNI, "moved_in_on": DATE}),
+    _t(
+        "registry.cs.movein_notice",
+        NOTICE,
+        {"resident_code": CODE, "to_municipality": MUNI, "moved_in_on": DATE},
+    ),
     _t(
         "registry.cs.tokurei_movein",
         NOTICE,
-        {"resident_code": CODE, "from_municipality": MUNI, "record": RECORD, "new_address": Str(300),
-         "moved_in_on": DATE, "operator_id": Str(64)},
+        {
+            "resident_code": CODE,
+            "from_municipality": MUNI,
+            "record": RECORD,
+            "new_address": Str(300),
+            "moved_in_on": DATE,
+            "operator_id": Str(64),
+        },
     ),
     _t(
         "registry.cs.code_change",
@@ -191,8 +208,18 @@ CATALOGUE: tuple[MessageType, ...] = (
     # ---- 市町村CS → 都道府県サーバ (30条の6) → 全国サーバ (30条の11) --------------------------
     _t("pref.cs.identity_update", NOTICE, {"provided": PROVIDED}),
     _t("national.pref.identity_update", NOTICE, {"provided": PROVIDED}),
-    _t("pref.cs.query", REQUEST, {"key": QUERY_KEY, "requester": MUNI}, {"records": RECORDS_REPLY.fields["records"], "truncated": Bool()}),
-    _t("national.pref.query", REQUEST, {"key": QUERY_KEY, "requester": MUNI}, {"records": RECORDS_REPLY.fields["records"], "truncated": Bool()}),
+    _t(
+        "pref.cs.query",
+        REQUEST,
+        {"key": QUERY_KEY, "requester": MUNI},
+        {"records": RECORDS_REPLY.fields["records"], "truncated": Bool()},
+    ),
+    _t(
+        "national.pref.query",
+        REQUEST,
+        {"key": QUERY_KEY, "requester": MUNI},
+        {"records": RECORDS_REPLY.fields["records"], "truncated": Bool()},
+    ),
     _t("pref.cs.digest", REQUEST, DIGEST_REQ.fields, DIGEST_REPLY.fields),
     _t("national.cs.digest", REQUEST, DIGEST_REQ.fields, DIGEST_REPLY.fields),
     _t(
@@ -208,12 +235,20 @@ CATALOGUE: tuple[MessageType, ...] = (
         {"records": List(PROVIDED, 10_000)},
     ),
     # ---- 市町村CS ↔ 全国サーバ (番号法8条: numbers; 住民票コード candidates) -----------------
-    _t("national.cs.number_request", NOTICE, {"resident_code": CODE, "request_number": REQNO, "municipality": MUNI}),
+    _t(
+        "national.cs.number_request",
+        NOTICE,
+        {"resident_code": CODE, "request_number": REQNO, "municipality": MUNI},
+    ),
     _t(
         "cs.national.number_answer",
         NOTICE,
-        {"resident_code": CODE, "request_number": REQNO, "individual_number": Optional(NUMBER),
-         "error": Optional(Str(500))},
+        {
+            "resident_code": CODE,
+            "request_number": REQNO,
+            "individual_number": Optional(NUMBER),
+            "error": Optional(Str(500)),
+        },
     ),
     _t(
         "national.cs.code_candidates",
@@ -256,8 +291,20 @@ CATALOGUE: tuple[MessageType, ...] = (
         "cs.op.pending_moveouts",
         REQUEST,
         {**OPERATOR},
-        {"pending": List(Obj({"resident_code": CODE, "from_municipality": MUNI, "planned_on": DATE,
-                              "received_at": Float(), "name_kanji": Str(200)}), 10_000)},
+        {
+            "pending": List(
+                Obj(
+                    {
+                        "resident_code": CODE,
+                        "from_municipality": MUNI,
+                        "planned_on": DATE,
+                        "received_at": Float(),
+                        "name_kanji": Str(200),
+                    }
+                ),
+                10_000,
+            )
+        },
     ),
     _t(
         "cs.op.tokurei_movein",
@@ -269,7 +316,11 @@ CATALOGUE: tuple[MessageType, ...] = (
         "cs.op.statistics",
         REQUEST,
         {**OPERATOR, "since": Optional(DATE)},
-        {"by_day_and_reason": List(Obj({"day": DATE, "reason": Str(20), "count": Int(0)}), 100_000)},
+        {
+            "by_day_and_reason": List(
+                Obj({"day": DATE, "reason": Str(20), "count": Int(0)}), 100_000
+            )
+        },
     ),
 )
 
@@ -283,4 +334,4 @@ def registry() -> SchemaRegistry:
     return reg
 
 
-__all__ = ["CATALOGUE", "Fields", "registry", "Bytes", "Float"]
+__all__ = ["CATALOGUE", "Bytes", "Fields", "Float", "registry"]

@@ -77,7 +77,9 @@ def verify_audit(config: ApplianceConfig, node_id: str) -> Any:
         db.close()
 
 
-def purge_node(config: ApplianceConfig, node_id: str, now: datetime | None = None) -> dict[str, Any]:
+def purge_node(
+    config: ApplianceConfig, node_id: str, now: datetime | None = None
+) -> dict[str, Any]:
     from store.retention import purge
 
     role = role_of(config, node_id)
