@@ -1,0 +1,461 @@
+"""本人確認情報の保存と参照 (identity persistence): what nodes use to read and write file (2).
+
+Everything here takes and returns store/records.py dataclasses, never peewee rows. The functions
+use the process's store database (`store.db.open_database` binds it) and join the caller's
+transaction when there is one, so a handler's writes commit with its inbox row.
+
+Hot paths avoid peewee's per-call query compilation and model instantiation: the SQL of each
+lookup is compiled once per engine from the models (so column names still come from one place)
+and rows are read as tuples and turned into dataclasses directly. ``bulk_load_identities`` goes
+further and hands batches to the driver's ``executemany`` / ``execute_values``.
+
+Tiers: the CS holds the full 40-item `IdentityRecord` (``IdentityRow``); the prefecture and
+national servers hold `ProvidedIdentity` copies, addressed by ``tier`` ("prefecture" or
+"national").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TypeVar
+
+import peewee
+
+from store.db import current_database, is_postgresql, translate_errors
+from store.models import (
+    BaseModel,
+    EnumField,
+    IdentityHistoryRow,
+    IdentityRow,
+    IsoDateField,
+    NationalIdentityHistoryRow,
+    NationalIdentityRow,
+    PrefectureIdentityHistoryRow,
+    PrefectureIdentityRow,
+    UtcMicrosField,
+    create_prefix_indexes,
+    drop_prefix_indexes,
+)
+from store.records import ChangeReason, IdentityRecord, ProvidedIdentity
+
+__all__ = [
+    "TIERS",
+    "Tier",
+    "bulk_load_identities",
+    "count_identities",
+    "get_by_individual_number",
+    "get_by_resident_code",
+    "get_provided",
+    "get_provided_by_individual_number",
+    "history",
+    "iter_identities",
+    "provided_history",
+    "save_provided",
+    "save_record",
+]
+
+Tier = Literal["prefecture", "national"]
+TIERS: tuple[Tier, ...] = ("prefecture", "national")
+
+R = TypeVar("R", IdentityRecord, ProvidedIdentity)
+
+
+# --- row <-> dataclass codecs ------------------------------------------------------------------
+
+_CONVERTED = (IsoDateField, UtcMicrosField, EnumField, peewee.BooleanField)
+
+
+@dataclass(frozen=True)
+class _Codec(Generic[R]):
+    """How one record class maps onto one table, with the SQL compiled for one engine."""
+
+    record_cls: type[R]
+    model: type[BaseModel]
+    history_model: type[BaseModel]
+    names: tuple[str, ...]
+    readers: tuple[tuple[int, Callable[[Any], Any]], ...]
+    writers: tuple[tuple[int, Callable[[Any], Any]], ...]
+    select_sql: str  # SELECT <names> FROM table (no WHERE)
+    insert_sql: str  # INSERT INTO table (<names>) VALUES (params)
+
+    def to_record(self, row: Sequence[Any]) -> R:
+        values = list(row)
+        for index, read in self.readers:
+            value = values[index]
+            if value is not None:
+                values[index] = read(value)
+        return self.record_cls(**dict(zip(self.names, values, strict=True)))
+
+    def to_params(self, record: R) -> list[Any]:
+        values = list(_getter(self.names)(record))
+        for index, write in self.writers:
+            value = values[index]
+            if value is not None:
+                values[index] = write(value)
+        return values
+
+    def to_row_dict(self, record: R) -> dict[str, Any]:
+        return dict(zip(self.names, self.to_params(record), strict=True))
+
+
+_GETTERS: dict[tuple[str, ...], Callable[[Any], tuple[Any, ...]]] = {}
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    getter = _GETTERS.get(names)
+    if getter is None:
+        getter = _GETTERS[names] = operator.attrgetter(*names)
+    return getter
+
+
+_CODECS: dict[tuple[type, type[BaseModel]], _Codec[Any]] = {}
+
+
+def _codec(
+    record_cls: type[R], model: type[BaseModel], history_model: type[BaseModel]
+) -> _Codec[R]:
+    db = current_database()
+    key = (type(db), model)
+    codec = _CODECS.get(key)
+    if codec is None:
+        codec = _CODECS[key] = _build_codec(db, record_cls, model, history_model)
+    return codec
+
+
+def _build_codec(
+    db: peewee.Database,
+    record_cls: type[R],
+    model: type[BaseModel],
+    history_model: type[BaseModel],
+) -> _Codec[R]:
+    names = tuple(f.name for f in fields(record_cls))
+    columns = [model._meta.fields[name] for name in names]
+    readers = tuple(
+        (i, field.python_value) for i, field in enumerate(columns) if isinstance(field, _CONVERTED)
+    )
+    writers = tuple(
+        (i, field.db_value)
+        for i, field in enumerate(columns)
+        if isinstance(field, _CONVERTED) and not isinstance(field, peewee.BooleanField)
+    )
+    select_sql, _ = db.get_sql_context().sql(model.select(*columns)).query()
+    quoted = ", ".join(f'"{name}"' for name in names)
+    placeholders = ", ".join([db.param] * len(names))
+    insert_sql = f'INSERT INTO "{model._meta.table_name}" ({quoted}) VALUES ({placeholders})'
+    return _Codec(record_cls, model, history_model, names, readers, writers, select_sql, insert_sql)
+
+
+def _cs() -> _Codec[IdentityRecord]:
+    return _codec(IdentityRecord, IdentityRow, IdentityHistoryRow)
+
+
+_TIER_MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
+    "prefecture": (PrefectureIdentityRow, PrefectureIdentityHistoryRow),
+    "national": (NationalIdentityRow, NationalIdentityHistoryRow),
+}
+
+
+def _tier(tier: str) -> _Codec[ProvidedIdentity]:
+    try:
+        model, history_model = _TIER_MODELS[tier]
+    except KeyError:
+        raise ValueError(f"unknown tier {tier!r}; expected one of {TIERS}") from None
+    return _codec(ProvidedIdentity, model, history_model)
+
+
+def _where(codec: _Codec[Any], column: str, db: peewee.Database) -> str:
+    # The model's own alias ("t1") is what peewee's compiled SELECT uses.
+    return f'{codec.select_sql} WHERE ("t1"."{column}" = {db.param})'
+
+
+def _fetch_one(codec: _Codec[R], column: str, value: Any, order: str = "") -> R | None:
+    db = current_database()
+    with translate_errors():
+        row = db.execute_sql(_where(codec, column, db) + order, (value,)).fetchone()
+    return None if row is None else codec.to_record(row)
+
+
+def _fetch_many(codec: _Codec[R], sql: str, params: Sequence[Any]) -> list[R]:
+    db = current_database()
+    with translate_errors():
+        rows = db.execute_sql(sql, params).fetchall()
+    return [codec.to_record(row) for row in rows]
+
+
+def _transaction(db: peewee.Database) -> contextlib.AbstractContextManager[Any]:
+    """The caller's transaction when there is one (no savepoint cost), else a new one."""
+    return contextlib.nullcontext() if db.in_transaction() else db.atomic()
+
+
+# --- CS: 本人確認情報 (IdentityRecord) ----------------------------------------------------------
+
+
+def get_by_resident_code(code: str) -> IdentityRecord | None:
+    """The current record under a 住民票コード (the primary matching key, §4.2), or None."""
+    return _fetch_one(_cs(), "resident_code", code)
+
+
+def get_by_individual_number(number: str) -> IdentityRecord | None:
+    """The record holding a 個人番号; a 現存 (current) record wins over a 消除 one."""
+    codec = _cs()
+    db = current_database()
+    sql = _where(codec, "individual_number", db) + ' ORDER BY ("t1"."record_status" = '
+    sql += f'{db.param}) DESC, "t1"."id" DESC'
+    with translate_errors():
+        row = db.execute_sql(sql, (number, "現存")).fetchone()
+    return None if row is None else codec.to_record(row)
+
+
+def history(code: str) -> list[tuple[int, IdentityRecord]]:
+    """Every saved version of a person's record, oldest first, with its history number."""
+    return _history(_cs(), code)
+
+
+def save_record(
+    record: IdentityRecord, *, history: bool = True, recorded_at: datetime | None = None
+) -> int | None:
+    """Upsert the current row and append a history snapshot, in one transaction.
+
+    Joins the caller's transaction (a handler's ``journal.atomic()``) when there is one. For a
+    住民票コード変更 (``change_reason`` 住民票コード変更 with ``old_resident_code``) the current row
+    under the old code is replaced by this one; the old code's history stays under the old code.
+
+    Args:
+        history: also append a snapshot (the population loader and tests may skip it).
+        recorded_at: when the version was recorded; defaults to the record's タイムスタンプ.
+
+    Returns:
+        The new history number, or None when no snapshot was written.
+    """
+    return _save(_cs(), record, history, recorded_at or record.timestamp)
+
+
+# --- prefecture / national: the provided copies (ProvidedIdentity) ------------------------------
+
+
+def get_provided(tier: Tier, code: str) -> ProvidedIdentity | None:
+    """都道府県知事保存 / 機構保存本人確認情報 under a 住民票コード, or None."""
+    return _fetch_one(_tier(tier), "resident_code", code)
+
+
+def get_provided_by_individual_number(tier: Tier, number: str) -> ProvidedIdentity | None:
+    """National's query by 個人番号 (§4.2); a 現存 record wins over a 消除 one."""
+    codec = _tier(tier)
+    db = current_database()
+    sql = _where(codec, "individual_number", db)
+    sql += f' ORDER BY ("t1"."record_status" = {db.param}) DESC, "t1"."id" DESC'
+    with translate_errors():
+        row = db.execute_sql(sql, (number, "現存")).fetchone()
+    return None if row is None else codec.to_record(row)
+
+
+def provided_history(tier: Tier, code: str) -> list[tuple[int, ProvidedIdentity]]:
+    return _history(_tier(tier), code)
+
+
+def save_provided(
+    tier: Tier,
+    provided: ProvidedIdentity,
+    *,
+    history: bool = True,
+    recorded_at: datetime | None = None,
+) -> int | None:
+    """Upsert the tier's copy and append a history snapshot; see `save_record`.
+
+    Ordering (更新順番号) is the caller's rule: the prefecture applies notices in order and this
+    function stores whatever it is given.
+    """
+    return _save(_tier(tier), provided, history, recorded_at or datetime.now(UTC))
+
+
+# --- shared implementation ---------------------------------------------------------------------
+
+
+def _save(codec: _Codec[R], record: R, with_history: bool, recorded_at: datetime) -> int | None:
+    db = current_database()
+    model = codec.model
+    values = codec.to_row_dict(record)
+    replaced = (
+        record.old_resident_code
+        if record.change_reason is ChangeReason.RESIDENT_CODE_CHANGE
+        and record.old_resident_code
+        and record.old_resident_code != record.resident_code
+        else None
+    )
+    code_column = model._meta.fields["resident_code"]
+    with translate_errors(), _transaction(db):
+        if replaced is not None:
+            model.delete().where(code_column == replaced).execute()
+        (
+            model.insert(values)
+            .on_conflict(
+                conflict_target=[code_column],
+                update={model._meta.fields[n]: values[n] for n in codec.names[1:]},
+            )
+            .execute()
+        )
+        if not with_history:
+            return None
+        return _append_history(codec, values, recorded_at)
+
+
+def _append_history(codec: _Codec[Any], values: dict[str, Any], recorded_at: datetime) -> int:
+    history_model = codec.history_model
+    code_column = history_model._meta.fields["resident_code"]
+    number_column = history_model._meta.fields["history_no"]
+    last = (
+        history_model.select(peewee.fn.MAX(number_column))
+        .where(code_column == values["resident_code"])
+        .scalar()
+    )
+    history_no = int(last or 0) + 1
+    history_model.insert({**values, "history_no": history_no, "recorded_at": recorded_at}).execute()
+    return history_no
+
+
+def _history(codec: _Codec[R], code: str) -> list[tuple[int, R]]:
+    db = current_database()
+    history_model = codec.history_model
+    columns = [history_model._meta.fields[name] for name in codec.names]
+    query = (
+        history_model.select(history_model._meta.fields["history_no"], *columns)
+        .where(history_model._meta.fields["resident_code"] == code)
+        .order_by(history_model._meta.fields["history_no"])
+    )
+    sql, params = db.get_sql_context().sql(query).query()
+    with translate_errors():
+        rows = db.execute_sql(sql, params).fetchall()
+    return [(row[0], codec.to_record(row[1:])) for row in rows]
+
+
+# --- population: bulk load, streaming, counting ------------------------------------------------
+
+
+def bulk_load_identities(
+    records: Iterable[IdentityRecord],
+    *,
+    batch: int = 20_000,
+    rebuild_indexes: bool | None = None,
+) -> int:
+    """Insert many CS records fast, in one transaction (the synthetic population loader).
+
+    No history snapshots are written: a loaded population is the starting state, not a change.
+    Rows go to the driver in batches (sqlite3 ``executemany``, psycopg2 ``execute_values``)
+    with no per-row peewee work.
+
+    Secondary indexes (everything but the unique 住民票コード index) are dropped before the load
+    and rebuilt after it when `rebuild_indexes` is true; by default only when the table starts
+    empty. Building a B-tree once from sorted data is several times cheaper than keeping six
+    indexes up to date through a million random inserts, but rebuilding them under an already
+    large table would cost more than it saves. The drop, the load and the rebuild share one
+    transaction, so a failure (a duplicate 住民票コード raises `DuplicateKey`) leaves the table
+    and its indexes as they were. ANALYZE runs at the end so the planner knows the new sizes.
+
+    Returns:
+        The number of rows inserted.
+    """
+    codec = _cs()
+    db = current_database()
+    with translate_errors():
+        if rebuild_indexes is None:
+            rebuild_indexes = not IdentityRow.select(IdentityRow.id).limit(1).exists()
+        with db.atomic():
+            if rebuild_indexes:
+                _drop_secondary_indexes(IdentityRow)
+            total = _insert_batches(db, codec, records, batch)
+            if rebuild_indexes:
+                _create_secondary_indexes(IdentityRow)
+        db.execute_sql(f'ANALYZE "{IdentityRow._meta.table_name}"')
+    return total
+
+
+def _insert_batches(
+    db: peewee.Database, codec: _Codec[IdentityRecord], records: Iterable[IdentityRecord], size: int
+) -> int:
+    to_params = codec.to_params
+    total = 0
+    chunk: list[list[Any]] = []
+    cursor = db.cursor()
+    if is_postgresql(db):
+        from psycopg2.extras import execute_values  # the driver peewee already uses
+
+        sql = codec.insert_sql.split(" VALUES ")[0] + " VALUES %s"
+
+        def flush(rows: list[list[Any]]) -> None:
+            execute_values(cursor, sql, rows, page_size=len(rows))
+
+    else:
+
+        def flush(rows: list[list[Any]]) -> None:
+            cursor.executemany(codec.insert_sql, rows)
+
+    for record in records:
+        chunk.append(to_params(record))
+        if len(chunk) >= size:
+            flush(chunk)
+            total += len(chunk)
+            chunk = []
+    if chunk:
+        flush(chunk)
+        total += len(chunk)
+    return total
+
+
+def _secondary_indexes(model: type[BaseModel]) -> list[peewee.ModelIndex]:
+    return [index for index in model._meta.fields_to_index() if not index._unique]
+
+
+def _drop_secondary_indexes(model: type[BaseModel]) -> None:
+    db = model._meta.database
+    for index in _secondary_indexes(model):
+        db.execute_sql(f'DROP INDEX IF EXISTS "{index._name}"')
+    drop_prefix_indexes(model)
+
+
+def _create_secondary_indexes(model: type[BaseModel]) -> None:
+    db = model._meta.database
+    for index in _secondary_indexes(model):
+        sql, params = db.get_sql_context().sql(index.safe()).query()
+        db.execute_sql(sql, params)
+    create_prefix_indexes(model)
+
+
+def iter_identities(
+    municipality: str | None = None, *, batch: int = 5_000
+) -> Iterator[IdentityRecord]:
+    """Stream CS records (all, or one 市町村コード's) in insertion order, `batch` rows at a time.
+
+    Keyset pagination on the row id keeps memory flat on both engines (psycopg2 would otherwise
+    fetch a whole result set at once) without holding a transaction open between batches.
+    """
+    codec = _cs()
+    db = current_database()
+    p = db.param
+    where = f'"t1"."id" > {p}'
+    if municipality is not None:
+        where += f' AND "t1"."municipality_code" = {p}'
+    select = codec.select_sql.replace(" FROM ", ', "t1"."id" FROM ', 1)
+    sql = f'{select} WHERE {where} ORDER BY "t1"."id" LIMIT {int(batch)}'
+
+    last = 0
+    while True:
+        params: list[Any] = [last] if municipality is None else [last, municipality]
+        with translate_errors():
+            rows = db.execute_sql(sql, params).fetchall()
+        for row in rows:
+            yield codec.to_record(row[:-1])
+        if len(rows) < batch:
+            return
+        last = rows[-1][-1]
+
+
+def count_identities(municipality: str | None = None) -> int:
+    query = IdentityRow.select()
+    if municipality is not None:
+        query = query.where(IdentityRow.municipality_code == municipality)
+    with translate_errors():
+        return int(query.count())
