@@ -1,0 +1,215 @@
+"""住民基本台帳 (the existing registry's simplified register, file (1)).
+
+The existing system (既存住基システム) is the master: residents are born, move and die here first,
+and every change leaves as a CS-1 update carrying a 更新順番号. This module keeps what the
+emulated registry needs: each person's current record (as the registry would send it), a
+per-registry sequence counter, and the pool of 住民票コード that 機構 designated to the
+municipality in advance, from which births and first entries take their code.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import peewee
+
+from store.db import translate_errors
+from store.models import BaseModel, MsgpackField, UtcMicrosField
+from store.schema import register_tables
+
+
+class RegisterRow(BaseModel):
+    """One person in the register; ``record`` is store.records.record_to_dict of the 40 items."""
+
+    resident_code = peewee.CharField(max_length=11, primary_key=True)
+    status = peewee.CharField(max_length=8, index=True)  # current / removed / moved_out
+    household = peewee.CharField(max_length=16, index=True)
+    record = MsgpackField()
+    updated_at = UtcMicrosField()
+
+    class Meta:
+        table_name = "register_person"
+
+
+class RegisterCounter(BaseModel):
+    """The registry's 更新順番号 counter (one row): monotonic, so per-person order holds."""
+
+    name = peewee.CharField(max_length=32, primary_key=True)
+    value = peewee.BigIntegerField()
+
+    class Meta:
+        table_name = "register_counter"
+
+
+class CodePoolRow(BaseModel):
+    """住民票コード designated to this municipality by 機構, not yet given to anyone."""
+
+    code = peewee.CharField(max_length=11, primary_key=True)
+    used = peewee.BooleanField(default=False, index=True)
+
+    class Meta:
+        table_name = "register_code_pool"
+
+
+register_tables("existing_registry", RegisterRow, RegisterCounter, CodePoolRow)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterEntry:
+    resident_code: str
+    status: str
+    household: str
+    record: dict[str, Any]
+
+
+def get(code: str) -> RegisterEntry | None:
+    with translate_errors():
+        row = RegisterRow.get_or_none(RegisterRow.resident_code == code)
+    return (
+        None
+        if row is None
+        else RegisterEntry(row.resident_code, row.status, row.household, row.record)
+    )
+
+
+def put(
+    code: str, record: dict[str, Any], status: str, household: str, *, now: datetime | None = None
+) -> None:
+    with translate_errors():
+        (
+            RegisterRow.insert(
+                resident_code=code,
+                status=status,
+                household=household,
+                record=record,
+                updated_at=now or datetime.now(UTC),
+            )
+            .on_conflict(
+                conflict_target=[RegisterRow.resident_code],
+                update={
+                    RegisterRow.status: status,
+                    RegisterRow.household: household,
+                    RegisterRow.record: record,
+                    RegisterRow.updated_at: now or datetime.now(UTC),
+                },
+            )
+            .execute()
+        )
+
+
+def rekey(old_code: str, new_code: str) -> None:
+    """住民票コード変更: the person keeps their register row under the new code."""
+    with translate_errors():
+        RegisterRow.update(resident_code=new_code).where(
+            RegisterRow.resident_code == old_code
+        ).execute()
+
+
+def bulk_put(entries: Iterable[RegisterEntry], *, now: datetime | None = None) -> int:
+    at = now or datetime.now(UTC)
+    rows = [
+        {
+            "resident_code": e.resident_code,
+            "status": e.status,
+            "household": e.household,
+            "record": e.record,
+            "updated_at": at,
+        }
+        for e in entries
+    ]
+    with translate_errors():
+        for start in range(0, len(rows), 500):
+            RegisterRow.insert_many(rows[start : start + 500]).execute()
+    return len(rows)
+
+
+def next_sequence(count: int = 1) -> int:
+    """Reserve `count` 更新順番号 and return the first (inside the caller's transaction)."""
+    with translate_errors():
+        row = RegisterCounter.get_or_none(RegisterCounter.name == "sequence")
+        if row is None:
+            RegisterCounter.insert(name="sequence", value=count).execute()
+            return 1
+        first = row.value + 1
+        RegisterCounter.update(value=RegisterCounter.value + count).where(
+            RegisterCounter.name == "sequence"
+        ).execute()
+        return int(first)
+
+
+def set_sequence_floor(value: int) -> None:
+    """After a bulk load, make sure new 更新順番号 are above every loaded one."""
+    with translate_errors():
+        row = RegisterCounter.get_or_none(RegisterCounter.name == "sequence")
+        if row is None:
+            RegisterCounter.insert(name="sequence", value=value).execute()
+        elif row.value < value:
+            RegisterCounter.update(value=value).where(RegisterCounter.name == "sequence").execute()
+
+
+def add_codes(codes: Iterable[str]) -> int:
+    rows = [{"code": c, "used": False} for c in codes]
+    with translate_errors():
+        for start in range(0, len(rows), 500):
+            CodePoolRow.insert_many(rows[start : start + 500]).on_conflict_ignore().execute()
+    return len(rows)
+
+
+def take_code() -> str:
+    """The next unused designated 住民票コード (inside the caller's transaction)."""
+    with translate_errors():
+        row = (
+            CodePoolRow.select().where(~CodePoolRow.used).order_by(CodePoolRow.code).first()
+        )
+        if row is None:
+            raise LookupError("the municipality's pool of designated 住民票コード is empty")
+        CodePoolRow.update(used=True).where(CodePoolRow.code == row.code).execute()
+    return str(row.code)
+
+
+def codes_left() -> int:
+    with translate_errors():
+        return int(CodePoolRow.select().where(~CodePoolRow.used).count())
+
+
+def sample_current(rng: random.Random, n: int = 1) -> list[RegisterEntry]:
+    """A few current residents chosen at random (the simulator's next actors)."""
+    with translate_errors():
+        total = RegisterRow.select().where(RegisterRow.status == "current").count()
+        if total == 0:
+            return []
+        out = []
+        for _ in range(n):
+            offset = rng.randrange(total)
+            row = (
+                RegisterRow.select()
+                .where(RegisterRow.status == "current")
+                .order_by(RegisterRow.resident_code)
+                .offset(offset)
+                .limit(1)
+                .first()
+            )
+            if row is not None:
+                out.append(RegisterEntry(row.resident_code, row.status, row.household, row.record))
+    return out
+
+
+def count(status: str | None = None) -> int:
+    with translate_errors():
+        q = RegisterRow.select()
+        if status:
+            q = q.where(RegisterRow.status == status)
+        return int(q.count())
+
+
+def iter_entries(status: str | None = None) -> Iterator[RegisterEntry]:
+    with translate_errors():
+        q = RegisterRow.select().order_by(RegisterRow.resident_code)
+        if status:
+            q = q.where(RegisterRow.status == status)
+        for row in q.iterator():
+            yield RegisterEntry(row.resident_code, row.status, row.household, row.record)
