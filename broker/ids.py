@@ -38,14 +38,16 @@ def _encode(value: int) -> str:
     return "".join(reversed(chars))
 
 
-def new_message_id() -> str:
+def new_message_id(*, now_ms: int | None = None) -> str:
     """A fresh ULID, strictly greater than every id this process made before.
 
-    Thread-safe. If the 80-bit random part would overflow within one millisecond (2**80 ids), the
-    id borrows the next millisecond rather than wrapping, so monotonicity still holds.
+    `now_ms` overrides the wall clock (tests of a clock stepping back). Thread-safe. If the 80-bit
+    random part would overflow within one millisecond (2**80 ids), the id borrows the next
+    millisecond rather than wrapping, so monotonicity still holds.
     """
     global _last_ms, _last_random
-    now_ms = time.time_ns() // 1_000_000
+    if now_ms is None:
+        now_ms = time.time_ns() // 1_000_000
     with _lock:
         if now_ms > _last_ms:
             ms = now_ms

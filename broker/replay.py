@@ -26,7 +26,7 @@ class MemoryReplayGuard:
         self,
         *,
         skew_seconds: float,
-        capacity: int = 1_000_000,
+        capacity: int = 500_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if capacity < 1:
