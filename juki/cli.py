@@ -158,6 +158,13 @@ def cmd_ping(args: argparse.Namespace, config: ApplianceConfig) -> int:
 
     config.node(args.sender)
     config.node(args.recipient)
+    if not config.route_table().allows(args.sender, args.recipient, "ping", "request"):
+        print(
+            f"juki: the route table does not allow {args.sender} to send requests to "
+            f"{args.recipient}; the recipient would refuse it (route_not_allowed)",
+            file=sys.stderr,
+        )
+        return exitcodes.FAILURE
     answer, seconds = ping(config, args.sender, args.recipient, timeout=args.timeout)
     print(f"{args.recipient} answered {args.sender} in {seconds * 1000:.1f} ms: {answer}")
     return exitcodes.OK
@@ -301,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("pika").setLevel(logging.WARNING)  # connection chatter drowns our lines
     try:
         config = load(args.config)
         result: Any = args.func(args, config)
