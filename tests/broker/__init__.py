@@ -5,12 +5,27 @@ import keeps them visible to hypothesis tests and to the golden fixtures alike).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import strategies as st
 
 from broker.envelope import Header, Kind, Opener, Sealer, new_header
 from broker.keys import Identity, TrustStore
 from broker.replay import MemoryReplayGuard
 from broker.routes import NodeInfo, Route, RouteTable
-from broker.schema import plumbing_types
+from broker.schema import (
+    Bool,
+    Bytes,
+    Enum,
+    Float,
+    Int,
+    List,
+    Obj,
+    Optional,
+    Spec,
+    Str,
+    plumbing_types,
+)
 
 # Published test vectors, so the derived public keys are known answers:
 # Ed25519 seeds from RFC 8032 §7.1 tests 1 and 2; X25519 secrets from RFC 7748 §6.1 (Alice, Bob).
@@ -102,3 +117,33 @@ def make_world() -> World:
         clock=lambda: clock[0],
     )
     return World(cs, pref, other, trust, Sealer(cs, trust), opener, replay, clock)
+
+
+def strategy_for(spec: Spec) -> st.SearchStrategy[Any]:
+    """Hypothesis values that satisfy `spec` (used for round-trip properties)."""
+    if isinstance(spec, Str):
+        text = st.text(max_size=min(spec.max_len, 40))
+        if spec.pattern is not None:
+            return st.from_regex(spec.pattern, fullmatch=True).filter(
+                lambda s: len(s) <= spec.max_len
+            )
+        return text
+    if isinstance(spec, Int):
+        return st.integers(spec.lo, spec.hi)
+    if isinstance(spec, Bool):
+        return st.booleans()
+    if isinstance(spec, Float):
+        return st.floats(allow_nan=False, allow_infinity=False)
+    if isinstance(spec, Bytes):
+        return st.binary(max_size=min(spec.max_len, 64))
+    if isinstance(spec, Enum):
+        return st.sampled_from(sorted((v for _, v in spec.values), key=repr))
+    if isinstance(spec, List):
+        return st.lists(strategy_for(spec.item), max_size=min(spec.max_items, 5))
+    if isinstance(spec, Optional):
+        return st.none() | strategy_for(spec.spec)
+    if isinstance(spec, Obj):
+        required = {k: strategy_for(s) for k, s in spec.fields.items() if k in spec.required}
+        optional = {k: strategy_for(s) for k, s in spec.fields.items() if k not in spec.required}
+        return st.fixed_dictionaries(required, optional=optional)
+    raise TypeError(f"no strategy for {spec!r}")
