@@ -140,7 +140,7 @@ class AmqpConnection:
         self._impl: Any = None
         self._next_tag = 1
         self._outstanding: set[int] = set()
-        self._returned: dict[int, str] = {}
+        self._returned: dict[str, str] = {}
         self._nacked: set[int] = set()
         self._woken = False
         self.reconnects = 0
@@ -293,6 +293,21 @@ class AmqpConnection:
         self._woken = False
         self._pump(lambda: self._woken, timeout)
 
+    def poll(self) -> None:
+        """Handle whatever I/O is ready (heartbeats, confirms) without blocking."""
+        self._pump(None, 0.0)
+
+    def wait_for(self, done: Callable[[], bool], timeout: float) -> None:
+        """Block until `done()` (checked after each I/O event) or `timeout` passes."""
+        self._pump(done, timeout)
+
+    def was_returned(self, message_id: str) -> bool:
+        return message_id in self._returned
+
+    def take_return(self, message_id: str) -> str | None:
+        """Why the broker returned the mandatory message `message_id` (None: not returned)."""
+        return self._returned.pop(message_id, None)
+
     def flush(self) -> None:
         """Write buffered frames (acks, unconfirmed publishes) to the socket."""
         self._pump(None, None)
@@ -310,6 +325,7 @@ class AmqpConnection:
         headers: dict[str, Any] | None = None,
         reply_to: str | None = None,
         correlation_id: str | None = None,
+        message_id: str | None = None,
         wait: bool = True,
         timeout: float = 30.0,
     ) -> int:
@@ -323,7 +339,6 @@ class AmqpConnection:
         if impl is None or impl.is_closed:
             raise BrokerUnavailable(f"not connected ({self.name})")
         tag = 0
-        message_id = None
         if self._confirms:
             tag = self._next_tag
             self._next_tag += 1
@@ -368,31 +383,27 @@ class AmqpConnection:
             if self._outstanding:
                 raise self._lost(TimeoutError(f"{len(self._outstanding)} confirms outstanding"))
         failures: dict[int, BrokerError] = {}
-        for tag, why in self._returned.items():
-            failures[tag] = Unroutable(why)
+        for key, why in self._returned.items():
+            if key.isdigit():
+                failures[int(key)] = Unroutable(why)
         for tag in self._nacked:
             failures[tag] = BrokerError(f"broker nacked message {tag}")
-        self._returned.clear()
+        self._returned = {k: v for k, v in self._returned.items() if not k.isdigit()}
         self._nacked.clear()
         return failures
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method
         tag = method.delivery_tag
-        if method.multiple:
-            done = {t for t in self._outstanding if t <= tag}
-        else:
-            done = {tag}
+        done = {t for t in self._outstanding if t <= tag} if method.multiple else {tag}
         self._outstanding -= done
         if isinstance(method, pika.spec.Basic.Nack):
             self._nacked |= done
 
     def _on_return(self, _channel: Any, method: Any, props: Any, _body: bytes) -> None:
-        try:
-            tag = int(props.message_id)
-        except (TypeError, ValueError):
+        if props.message_id is None:
             return
-        self._returned[tag] = (
+        self._returned[str(props.message_id)] = (
             f"{method.reply_code} {method.reply_text}: exchange={method.exchange!r} "
             f"routing_key={method.routing_key!r}"
         )
