@@ -89,7 +89,7 @@ VIOLATION = Obj({"rule": Str(16), "field": Optional(Str(64)), "message": Str(500
 VIOLATIONS = List(VIOLATION, 100)
 CRITERIA = Obj(
     {
-        "name": Optional(Str(200)),
+        "name_kanji": Optional(Str(200)),
         "name_kana": Optional(Str(200)),
         "address": Optional(Str(300)),
         "birth_date": Optional(DATE),
@@ -206,8 +206,8 @@ CATALOGUE: tuple[MessageType, ...] = (
         {"resident_code": CODE, "to_municipality": MUNI, "moved_in_on": DATE},
     ),
     # ---- 市町村CS → 都道府県サーバ (30条の6) → 全国サーバ (30条の11) --------------------------
-    _t("pref.cs.identity_update", NOTICE, {"provided": PROVIDED}),
-    _t("national.pref.identity_update", NOTICE, {"provided": PROVIDED}),
+    _t("pref.cs.identity_update", NOTICE, {"provided": PROVIDED, "repair": Optional(Bool())}),
+    _t("national.pref.identity_update", NOTICE, {"provided": PROVIDED, "repair": Optional(Bool())}),
     _t(
         "pref.cs.query",
         REQUEST,
@@ -248,6 +248,11 @@ CATALOGUE: tuple[MessageType, ...] = (
             "request_number": REQNO,
             "individual_number": Optional(NUMBER),
             "error": Optional(Str(500)),
+            # national's own 4情報 for the CS's V-11 match
+            "name_kanji": Optional(Str(200)),
+            "birth_date": Optional(DATE),
+            "sex": Optional(Str(1)),
+            "address": Optional(Str(300)),
         },
     ),
     _t(

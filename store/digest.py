@@ -114,9 +114,70 @@ def diff_leaves(mine: Mapping[str, bytes], theirs: Mapping[str, bytes]) -> list[
     return out
 
 
-def field_differences(mine: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None) -> list[str]:
+def field_differences(
+    mine: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None
+) -> list[str]:
     """Names of the provided items whose values differ (all of them when one side is absent)."""
     if mine is None or theirs is None:
         present = mine if mine is not None else theirs or {}
         return sorted(present)
     return sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+
+
+def provided_items(
+    tier: str, municipality: str, codes: Iterable[str] | None = None
+) -> Iterable[tuple[str, dict[str, Any]]]:
+    """(住民票コード, provided dict) for one municipality at a tier ('cs', 'prefecture',
+    'national'), every record or just `codes` — the same canonical view at every tier."""
+    from store import identity
+    from store.records import provided_from, provided_to_dict
+
+    wanted = set(codes) if codes is not None else None
+    if tier == "cs":
+        if wanted is not None:
+            for code in sorted(wanted):
+                rec = identity.get_by_resident_code(code)
+                if rec is not None and rec.municipality_code == municipality:
+                    yield code, provided_to_dict(provided_from(rec))
+            return
+        for rec in identity.iter_identities(municipality):
+            yield rec.resident_code, provided_to_dict(provided_from(rec))
+        return
+    if wanted is not None:
+        for code in sorted(wanted):
+            p = identity.get_provided(tier, code)  # type: ignore[arg-type]
+            if p is not None and p.municipality_code == municipality:
+                yield code, provided_to_dict(p)
+        return
+    for p in _iter_tier(tier, municipality):
+        yield p.resident_code, provided_to_dict(p)
+
+
+def build_tree(tier: str, municipality: str, depth: int = DEFAULT_DEPTH) -> DigestTree:
+    return DigestTree.build(
+        ((code, leaf_hash(d)) for code, d in provided_items(tier, municipality)), depth
+    )
+
+
+def _iter_tier(tier: str, municipality: str, batch: int = 5_000) -> Iterable[Any]:
+    """Stream a tier's provided records of one municipality (keyset pagination on the row id)."""
+    from store.db import current_database, translate_errors
+    from store.identity import _tier
+
+    codec = _tier(tier)
+    db = current_database()
+    p = db.param
+    select = codec.select_sql.replace(" FROM ", ', "t1"."id" FROM ', 1)
+    sql = (
+        f'{select} WHERE "t1"."id" > {p} AND "t1"."municipality_code" = {p} '
+        f'ORDER BY "t1"."id" LIMIT {int(batch)}'
+    )
+    last = 0
+    while True:
+        with translate_errors():
+            rows = db.execute_sql(sql, (last, municipality)).fetchall()
+        for row in rows:
+            yield codec.to_record(row[:-1])
+        if len(rows) < batch:
+            return
+        last = rows[-1][-1]

@@ -17,9 +17,38 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
+import peewee
+
 from store.codes import random_individual_number, random_resident_code
 from store.db import translate_errors
-from store.models import IssuedNumberRow, NationalIdentityRow, ResidentCodeRow
+from store.models import (
+    BaseModel,
+    IssuedNumberRow,
+    NationalIdentityRow,
+    ResidentCodeRow,
+    UtcMicrosField,
+)
+from store.schema import register_tables
+
+
+class PendingNumberRequestRow(BaseModel):
+    """A 個人番号 request that arrived before the person's record did.
+
+    The request travels CS → national directly while the birth notice travels CS → prefecture →
+    national, so the request can win the race; national answers it when the record arrives,
+    because the answer must carry national's own 4情報 for the CS's V-11 match.
+    """
+
+    resident_code = peewee.CharField(max_length=11, index=True)
+    request_number = peewee.CharField(max_length=64)
+    municipality = peewee.CharField(max_length=6)
+    received_at = UtcMicrosField()
+
+    class Meta:
+        table_name = "pending_number_request"
+
+
+register_tables("national", PendingNumberRequestRow)
 
 _MAX_TRIES = 1000
 
@@ -143,3 +172,28 @@ __all__ = [
     "mark_code",
     "offer_resident_codes",
 ]
+
+
+def defer_number_request(resident_code: str, request_number: str, municipality: str) -> None:
+    with translate_errors():
+        PendingNumberRequestRow.insert(
+            resident_code=resident_code,
+            request_number=request_number,
+            municipality=municipality,
+            received_at=_now(),
+        ).execute()
+
+
+def take_deferred_requests(resident_code: str) -> list[tuple[str, str]]:
+    """(request_number, municipality) of requests waiting for this person; removes them."""
+    with translate_errors():
+        rows = list(
+            PendingNumberRequestRow.select().where(
+                PendingNumberRequestRow.resident_code == resident_code
+            )
+        )
+        if rows:
+            PendingNumberRequestRow.delete().where(
+                PendingNumberRequestRow.resident_code == resident_code
+            ).execute()
+    return [(r.request_number, r.municipality) for r in rows]
