@@ -20,6 +20,7 @@ from typing import Any
 from broker.errors import Reason, Refused
 
 _TYPE_NAME_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+_FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 
 
 class Kind(StrEnum):
@@ -172,7 +173,8 @@ class Obj(Spec):
         for key, element in value.items():
             spec = fields.get(key) if type(key) is str else None
             if spec is None:
-                shown = key if type(key) is str and len(key) <= 40 else f"<{_type_name(key)}>"
+                # Only identifier-like names are echoed: a key could itself be personal data.
+                shown = key if type(key) is str and _FIELD_RE.fullmatch(key) else "<unnamed>"
                 raise _refuse(path, f"unexpected field {shown!r}")
             spec.validate(element, f"{path}.{key}")
         if len(value) < len(fields):
