@@ -29,8 +29,8 @@ Error tree (foreign exceptions from peewee, sqlite3 and psycopg2 are translated 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
 import peewee
@@ -207,25 +207,40 @@ def _unwrap(db: peewee.Database | peewee.DatabaseProxy) -> peewee.Database:
     return db
 
 
-@contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
-    """Turn peewee / driver exceptions raised inside the block into the store's error tree.
+class _TranslateErrors(contextlib.ContextDecorator):
+    # A plain class, not @contextmanager: it sits on every lookup, and a generator-based
+    # context manager costs several times more per use.
+    def __enter__(self) -> None:
+        return None
 
-    Usable as a decorator too (contextlib's context managers are). The original exception stays
-    attached as ``__cause__`` for the log, never in the title shown to an operator.
-    """
-    try:
-        yield
-    except peewee.IntegrityError as exc:
-        if _is_unique_violation(exc):
-            raise DuplicateKey(str(exc)) from exc
-        raise IntegrityViolation(str(exc)) from exc
-    except (peewee.DatabaseError, peewee.InterfaceError) as exc:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if exc_type is None or not issubclass(exc_type, _PEEWEE_ERRORS):
+            return None
+        assert exc is not None
+        if isinstance(exc, peewee.IntegrityError):
+            if _is_unique_violation(exc):
+                raise DuplicateKey(str(exc)) from exc
+            raise IntegrityViolation(str(exc)) from exc
         if _is_missing_schema(exc):
             raise SchemaError(f"{exc} (was init_store run for this node?)") from exc
         if isinstance(exc, peewee.OperationalError | peewee.InterfaceError):
             raise StoreUnavailable(str(exc)) from exc
         raise StoreError(str(exc)) from exc
+
+
+_PEEWEE_ERRORS = (peewee.DatabaseError, peewee.InterfaceError)
+_TRANSLATOR = _TranslateErrors()
+
+
+def translate_errors() -> _TranslateErrors:
+    """Turn peewee / driver exceptions raised inside the block into the store's error tree.
+
+    Usable as a decorator too. The original exception stays attached as ``__cause__`` for the
+    log, never in the title shown to an operator.
+    """
+    return _TRANSLATOR
 
 
 def _is_unique_violation(exc: peewee.IntegrityError) -> bool:

@@ -17,16 +17,17 @@ national servers hold `ProvidedIdentity` copies, addressed by ``tier`` ("prefect
 from __future__ import annotations
 
 import contextlib
-import operator
+import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
 
 import peewee
 
 from store.db import current_database, is_postgresql, translate_errors
 from store.models import (
+    EPOCH,
     BaseModel,
     EnumField,
     IdentityHistoryRow,
@@ -40,7 +41,7 @@ from store.models import (
     create_prefix_indexes,
     drop_prefix_indexes,
 )
-from store.records import ChangeReason, IdentityRecord, ProvidedIdentity
+from store.records import ChangeReason, IdentityRecord, ProvidedIdentity, RecordStatus
 
 __all__ = [
     "TIERS",
@@ -66,50 +67,29 @@ R = TypeVar("R", IdentityRecord, ProvidedIdentity)
 
 # --- row <-> dataclass codecs ------------------------------------------------------------------
 
-_CONVERTED = (IsoDateField, UtcMicrosField, EnumField, peewee.BooleanField)
-
 
 @dataclass(frozen=True)
 class _Codec(Generic[R]):
-    """How one record class maps onto one table, with the SQL compiled for one engine."""
+    """How one record class maps onto one table, with SQL and converters built for one engine.
+
+    ``to_record`` and ``to_params`` are generated functions (one expression per column, like
+    dataclasses' own ``__init__``): a generic loop over 40 columns with per-type dispatch cost
+    more than the database call it wraps.
+    """
 
     record_cls: type[R]
     model: type[BaseModel]
     history_model: type[BaseModel]
     names: tuple[str, ...]
-    readers: tuple[tuple[int, Callable[[Any], Any]], ...]
-    writers: tuple[tuple[int, Callable[[Any], Any]], ...]
-    select_sql: str  # SELECT <names> FROM table (no WHERE)
+    to_record: Callable[[Sequence[Any]], R]
+    to_params: Callable[[R], tuple[Any, ...]]
+    select_sql: str  # SELECT <names> FROM table AS t1 (no WHERE)
     insert_sql: str  # INSERT INTO table (<names>) VALUES (params)
-
-    def to_record(self, row: Sequence[Any]) -> R:
-        values = list(row)
-        for index, read in self.readers:
-            value = values[index]
-            if value is not None:
-                values[index] = read(value)
-        return self.record_cls(**dict(zip(self.names, values, strict=True)))
-
-    def to_params(self, record: R) -> list[Any]:
-        values = list(_getter(self.names)(record))
-        for index, write in self.writers:
-            value = values[index]
-            if value is not None:
-                values[index] = write(value)
-        return values
+    by_code_sql: str  # select_sql WHERE resident_code = ?
+    by_number_sql: str  # select_sql WHERE individual_number = ?, 現存 first
 
     def to_row_dict(self, record: R) -> dict[str, Any]:
         return dict(zip(self.names, self.to_params(record), strict=True))
-
-
-_GETTERS: dict[tuple[str, ...], Callable[[Any], tuple[Any, ...]]] = {}
-
-
-def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
-    getter = _GETTERS.get(names)
-    if getter is None:
-        getter = _GETTERS[names] = operator.attrgetter(*names)
-    return getter
 
 
 _CODECS: dict[tuple[type, type[BaseModel]], _Codec[Any]] = {}
@@ -134,19 +114,65 @@ def _build_codec(
 ) -> _Codec[R]:
     names = tuple(f.name for f in fields(record_cls))
     columns = [model._meta.fields[name] for name in names]
-    readers = tuple(
-        (i, field.python_value) for i, field in enumerate(columns) if isinstance(field, _CONVERTED)
+    sqlite = not is_postgresql(db)
+    namespace: dict[str, Any] = {
+        "_cls": record_cls,
+        "_date": date.fromisoformat,
+        "_iso": date.isoformat,
+        "_epoch": EPOCH,
+        "_td": timedelta,
+        "_us": timedelta(microseconds=1),
+    }
+    reads, writes = [], []
+    for i, (name, field) in enumerate(zip(names, columns, strict=True)):
+        read = write = None
+        if isinstance(field, IsoDateField):
+            read, write = ("_date({})" if sqlite else None), "_iso({})"
+        elif isinstance(field, UtcMicrosField):
+            read, write = "_epoch + _td(microseconds={})", "({} - _epoch) // _us"
+        elif isinstance(field, EnumField):
+            namespace[f"_enum{i}"] = field.enum._value2member_map_.__getitem__
+            read = f"_enum{i}({{}})"  # StrEnum values are str: both drivers take them as-is
+        elif isinstance(field, peewee.BooleanField):
+            read = "bool({})" if sqlite else None
+        reads.append(f"{name}={_convert(read, f'row[{i}]', field.null)}")
+        writes.append(_convert(write, f"record.{name}", field.null))
+    source = (
+        "def to_record(row):\n    return _cls(" + ", ".join(reads) + ")\n"
+        "def to_params(record):\n    return (" + ", ".join(writes) + ",)\n"
     )
-    writers = tuple(
-        (i, field.db_value)
-        for i, field in enumerate(columns)
-        if isinstance(field, _CONVERTED) and not isinstance(field, peewee.BooleanField)
-    )
+    exec(compile(source, f"<store.identity codec {model.__name__}>", "exec"), namespace)
     select_sql, _ = db.get_sql_context().sql(model.select(*columns)).query()
     quoted = ", ".join(f'"{name}"' for name in names)
     placeholders = ", ".join([db.param] * len(names))
     insert_sql = f'INSERT INTO "{model._meta.table_name}" ({quoted}) VALUES ({placeholders})'
-    return _Codec(record_cls, model, history_model, names, readers, writers, select_sql, insert_sql)
+    # The model's own alias ("t1") is what peewee's compiled SELECT uses.
+    by_code_sql = f'{select_sql} WHERE ("t1"."resident_code" = {db.param})'
+    current = RecordStatus.CURRENT.value
+    by_number_sql = (
+        f'{select_sql} WHERE ("t1"."individual_number" = {db.param}) '
+        f'ORDER BY ("t1"."record_status" = \'{current}\') DESC, "t1"."id" DESC'
+    )
+    return _Codec(
+        record_cls,
+        model,
+        history_model,
+        names,
+        namespace["to_record"],
+        namespace["to_params"],
+        select_sql,
+        insert_sql,
+        by_code_sql,
+        by_number_sql,
+    )
+
+
+def _convert(template: str | None, operand: str, nullable: bool) -> str:
+    if template is None:
+        return operand
+    if not nullable:
+        return template.format(operand)
+    return f"(None if {operand} is None else {template.format(operand)})"
 
 
 def _cs() -> _Codec[IdentityRecord]:
@@ -167,15 +193,10 @@ def _tier(tier: str) -> _Codec[ProvidedIdentity]:
     return _codec(ProvidedIdentity, model, history_model)
 
 
-def _where(codec: _Codec[Any], column: str, db: peewee.Database) -> str:
-    # The model's own alias ("t1") is what peewee's compiled SELECT uses.
-    return f'{codec.select_sql} WHERE ("t1"."{column}" = {db.param})'
-
-
-def _fetch_one(codec: _Codec[R], column: str, value: Any, order: str = "") -> R | None:
+def _fetch_one(codec: _Codec[R], sql: str, value: str) -> R | None:
     db = current_database()
     with translate_errors():
-        row = db.execute_sql(_where(codec, column, db) + order, (value,)).fetchone()
+        row = db.execute_sql(sql, (value,)).fetchone()
     return None if row is None else codec.to_record(row)
 
 
@@ -196,18 +217,14 @@ def _transaction(db: peewee.Database) -> contextlib.AbstractContextManager[Any]:
 
 def get_by_resident_code(code: str) -> IdentityRecord | None:
     """The current record under a 住民票コード (the primary matching key, §4.2), or None."""
-    return _fetch_one(_cs(), "resident_code", code)
+    codec = _cs()
+    return _fetch_one(codec, codec.by_code_sql, code)
 
 
 def get_by_individual_number(number: str) -> IdentityRecord | None:
     """The record holding a 個人番号; a 現存 (current) record wins over a 消除 one."""
     codec = _cs()
-    db = current_database()
-    sql = _where(codec, "individual_number", db) + ' ORDER BY ("t1"."record_status" = '
-    sql += f'{db.param}) DESC, "t1"."id" DESC'
-    with translate_errors():
-        row = db.execute_sql(sql, (number, "現存")).fetchone()
-    return None if row is None else codec.to_record(row)
+    return _fetch_one(codec, codec.by_number_sql, number)
 
 
 def history(code: str) -> list[tuple[int, IdentityRecord]]:
@@ -239,18 +256,14 @@ def save_record(
 
 def get_provided(tier: Tier, code: str) -> ProvidedIdentity | None:
     """都道府県知事保存 / 機構保存本人確認情報 under a 住民票コード, or None."""
-    return _fetch_one(_tier(tier), "resident_code", code)
+    codec = _tier(tier)
+    return _fetch_one(codec, codec.by_code_sql, code)
 
 
 def get_provided_by_individual_number(tier: Tier, number: str) -> ProvidedIdentity | None:
     """National's query by 個人番号 (§4.2); a 現存 record wins over a 消除 one."""
     codec = _tier(tier)
-    db = current_database()
-    sql = _where(codec, "individual_number", db)
-    sql += f' ORDER BY ("t1"."record_status" = {db.param}) DESC, "t1"."id" DESC'
-    with translate_errors():
-        row = db.execute_sql(sql, (number, "現存")).fetchone()
-    return None if row is None else codec.to_record(row)
+    return _fetch_one(codec, codec.by_number_sql, number)
 
 
 def provided_history(tier: Tier, code: str) -> list[tuple[int, ProvidedIdentity]]:
@@ -393,15 +406,23 @@ def _insert_batches(
         def flush(rows: list[list[Any]]) -> None:
             cursor.executemany(codec.insert_sql, rows)
 
-    for record in records:
-        chunk.append(to_params(record))
-        if len(chunk) >= size:
+    # The cyclic GC would walk the caller's (often million-record) population list again and
+    # again while we allocate parameter tuples; nothing here creates cycles, so pause it.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for record in records:
+            chunk.append(to_params(record))
+            if len(chunk) >= size:
+                flush(chunk)
+                total += len(chunk)
+                chunk = []
+        if chunk:
             flush(chunk)
             total += len(chunk)
-            chunk = []
-    if chunk:
-        flush(chunk)
-        total += len(chunk)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return total
 
 

@@ -34,6 +34,7 @@ from store.db import database_proxy, is_postgresql
 from store.records import ChangeReason, RecordStatus, Sex
 
 __all__ = [
+    "EPOCH",
     "BaseModel",
     "DestinationRow",
     "EnumField",
@@ -51,7 +52,8 @@ __all__ = [
     "UtcMicrosField",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+"""Origin of the `UtcMicrosField` columns."""
 
 
 # --- column types ----------------------------------------------------------------------------
@@ -77,12 +79,12 @@ def micros_from_datetime(value: datetime) -> int:
     """Exact integer microseconds since the epoch (naive datetimes are refused, not guessed)."""
     if value.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware (UTC)")
-    delta = value - _EPOCH
+    delta = value - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def datetime_from_micros(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
+    return EPOCH + timedelta(microseconds=value)
 
 
 class UtcMicrosField(peewee.BigIntegerField):
