@@ -30,12 +30,13 @@ _last_ms = -1
 _last_random = 0
 
 
+_PAIRS = [a + b for a in ALPHABET for b in ALPHABET]  # 10 bits → 2 characters
+_SHIFTS = tuple(range(120, -1, -10))
+
+
 def _encode(value: int) -> str:
-    chars = []
-    for _ in range(ID_LENGTH):
-        chars.append(ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    # 130 bits (2 zero padding bits + 128) as 13 ten-bit pairs: one table lookup per 2 chars.
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def new_message_id(*, now_ms: int | None = None) -> str:
