@@ -40,7 +40,7 @@ ROUTES = (
 )
 
 
-def test_schemas() -> SchemaRegistry:
+def make_schemas() -> SchemaRegistry:
     registry = plumbing_types()
     registry.register(
         MessageType(
@@ -61,7 +61,7 @@ class World:
     identities: dict[str, Identity]
     trust: TrustStore
     routes: RouteTable
-    schemas: SchemaRegistry = field(default_factory=test_schemas)
+    schemas: SchemaRegistry = field(default_factory=make_schemas)
 
     def sealer(self, node: str) -> Sealer:
         return Sealer(self.identities[node], self.trust_for(node))
