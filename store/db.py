@@ -216,9 +216,17 @@ class _TranslateErrors(contextlib.ContextDecorator):
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> None:
-        if exc_type is None or not issubclass(exc_type, _PEEWEE_ERRORS):
+        if exc_type is None or exc is None:
             return None
-        assert exc is not None
+        if not issubclass(exc_type, _PEEWEE_ERRORS):
+            # A driver exception from a raw cursor (the bulk paths): let peewee's own mapping
+            # of DB-API class names turn it into a peewee error first.
+            try:
+                peewee.__exception_wrapper__.__exit__(exc_type, exc, tb)
+            except peewee.PeeweeException as wrapped:
+                exc = wrapped
+            else:
+                return None
         if isinstance(exc, peewee.IntegrityError):
             if _is_unique_violation(exc):
                 raise DuplicateKey(str(exc)) from exc

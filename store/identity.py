@@ -40,6 +40,7 @@ from store.models import (
     UtcMicrosField,
     create_prefix_indexes,
     drop_prefix_indexes,
+    micros_from_datetime,
 )
 from store.records import ChangeReason, IdentityRecord, ProvidedIdentity, RecordStatus
 
@@ -121,7 +122,7 @@ def _build_codec(
         "_iso": date.isoformat,
         "_epoch": EPOCH,
         "_td": timedelta,
-        "_us": timedelta(microseconds=1),
+        "_micros": micros_from_datetime,  # refuses naive datetimes rather than guessing
     }
     reads, writes = [], []
     for i, (name, field) in enumerate(zip(names, columns, strict=True)):
@@ -129,7 +130,7 @@ def _build_codec(
         if isinstance(field, IsoDateField):
             read, write = ("_date({})" if sqlite else None), "_iso({})"
         elif isinstance(field, UtcMicrosField):
-            read, write = "_epoch + _td(microseconds={})", "({} - _epoch) // _us"
+            read, write = "_epoch + _td(microseconds={})", "_micros({})"
         elif isinstance(field, EnumField):
             namespace[f"_enum{i}"] = field.enum._value2member_map_.__getitem__
             read = f"_enum{i}({{}})"  # StrEnum values are str: both drivers take them as-is
