@@ -19,7 +19,7 @@ import pytest
 
 from tui.card import constants as c
 from tui.card import pcsc, slots
-from tui.card.errors import ReaderUnavailable
+from tui.card.errors import CardError, ReaderUnavailable
 from tui.card.image import CardImage, MyNumberImage, save_image
 from tui.card.operator import new_operator_image
 
@@ -92,12 +92,10 @@ class Cards:
         return path
 
     def insert(self, path: Path, slot: int) -> int:
-        for _ in range(50):  # a previous test's card may still be leaving pcscd's view
-            try:
-                pcsc.wait_for_removal(slot, 0.1)
-                break
-            except Exception:
-                time.sleep(0.05)
+        try:  # a previous test's card may still be leaving pcscd's view
+            pcsc.wait_for_removal(slot, 5)
+        except CardError as exc:
+            pytest.fail(f"vpcd slot {slot} is held by a card this test did not insert: {exc}")
         pid = slots.insert_card(path, slot, self.run_dir)
         pcsc.wait_for_card(slot, 10)
         return pid

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tui.card import constants as c
 from tui.card.errors import CardError
 from tui.card.pcsc import complete_response, resolve_reader
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Scripted:
@@ -53,3 +60,23 @@ def test_slots_name_the_vpcd_readers() -> None:
     with pytest.raises(ValueError):
         c.vpcd_port(2)
     assert c.vpcd_port(1) == 35964
+
+
+def test_pcscd_not_running_is_reader_unavailable(tmp_path: Path) -> None:
+    # libpcsclite finds pcscd through PCSCLITE_CSOCK_NAME; pointing it at nothing is exactly
+    # what a client sees when pcscd is not running, without stopping the shared pcscd.
+    code = (
+        "from tui.card import pcsc\n"
+        "from tui.card.errors import ReaderUnavailable\n"
+        "for f in (pcsc.list_readers, lambda: pcsc.PcscTransport(0),"
+        " lambda: pcsc.wait_for_card(0, 0.1)):\n"
+        "    try:\n"
+        "        f()\n"
+        "    except ReaderUnavailable as e:\n"
+        "        print(e.title)\n"
+    )
+    env = {**os.environ, "PCSCLITE_CSOCK_NAME": str(tmp_path / "no-pcscd.comm")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert out.stdout.splitlines() == ["カードリーダが使用できません"] * 3, out.stderr
