@@ -28,7 +28,7 @@ from typing import Any
 
 from broker.amqp import AmqpConnection, Backoff
 from broker.envelope import Header, Kind, Sealer
-from broker.errors import BrokerError, BrokerUnavailable, Unroutable
+from broker.errors import BrokerError, BrokerUnavailable, KeyStoreError, Unroutable
 from broker.journal import Journal
 from broker.topology import Topology
 
@@ -80,6 +80,7 @@ class OutboxRelay:
         self._wake = threading.Event()
         self.relayed = 0
         self.unroutable = 0
+        self.unsealable = 0
         self.last_error: str | None = None
 
     def wake(self) -> None:
@@ -97,6 +98,7 @@ class OutboxRelay:
             "outbox_depth": depth,
             "relayed": self.relayed,
             "unroutable": self.unroutable,
+            "unsealable": self.unsealable,
             "last_error": self.last_error,
         }
 
@@ -143,7 +145,15 @@ class OutboxRelay:
                 deadline,
                 e.correlation_id,
             )
-            wire = self._sealer.seal(header, e.body)
+            try:
+                wire = self._sealer.seal(header, e.body)
+            except (ValueError, KeyStoreError) as exc:
+                # The recipient left the trust file, or the row is malformed: keep the row for
+                # an operator, let the rows behind it go.
+                self.unsealable += 1
+                self.last_error = f"outbox row {e.seq} cannot be sealed: {exc}"
+                log.error("%s outbox: %s", self.node_id, self.last_error)
+                continue
             tag = self._conn.publish(e.recipient, wire, persistent=True, mandatory=True, wait=False)
             tags.append((tag, e.seq))
         failures = self._conn.wait_confirms()
@@ -158,4 +168,4 @@ class OutboxRelay:
             log.warning(
                 "%s outbox: %d rows not accepted: %s", self.node_id, len(failures), self.last_error
             )
-        return len(sent), len(failures)
+        return len(sent), len(failures) + (len(entries) - len(tags))
