@@ -57,7 +57,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import peewee
@@ -272,7 +272,7 @@ class _Run:
     ) -> None:
         """Delete `select_ids(limit)` until none is left, one transaction and log row per batch."""
         table = self._table(model)
-        pk = model._meta.primary_key
+        pk = cast(peewee.Field, model._meta.primary_key)
         while True:
             with translate_errors(), self.db.atomic():
                 ids = [row[0] for row in select_ids(self.policy.batch_size).tuples()]
@@ -416,7 +416,7 @@ class _Run:
         reason = f"特例転入: 転入なく{days}日経過した転出証明書情報を消去"
         while True:
             with translate_errors(), self.db.atomic():
-                rows = list(
+                due: Any = (
                     PendingMoveOutRow.select(PendingMoveOutRow.id, PendingMoveOutRow.resident_code)
                     .where(
                         (PendingMoveOutRow.status == "pending")
@@ -426,6 +426,7 @@ class _Run:
                     .limit(self.policy.batch_size)
                     .tuples()
                 )
+                rows = [(int(row_id), str(code)) for row_id, code in due]
                 if not rows:
                     return
                 PendingMoveOutRow.update(status="purged", content={}).where(

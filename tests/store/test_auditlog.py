@@ -32,6 +32,7 @@ from store.auditlog import (
     usage_row_hash,
     verify_usage_chain,
 )
+from store.db import database_proxy, open_database
 from store.schema import ROLES, TABLES_BY_ROLE
 
 T0 = datetime(2025, 4, 1, 0, 30, 0, 123_456, tzinfo=UTC)
@@ -110,6 +111,19 @@ def test_rows_chain_from_genesis_and_from_each_other(db: peewee.Database) -> Non
 def test_verify_uses_bound_database_when_none_given(db: peewee.Database) -> None:
     _fill(db, 2)
     assert verify_usage_chain().ok
+
+
+def test_verify_reads_a_database_opened_apart(db: peewee.Database, store_url: str) -> None:
+    """What ``juki audit verify NODE_ID`` does: open the node's store unbound and check it."""
+    _fill(db, 3)
+    UsageLogRow.update(task="edited").where(UsageLogRow.seq == 2).execute()
+    other = open_database(store_url, bind=False)
+    try:
+        result = verify_usage_chain(other)
+    finally:
+        other.close()
+    assert (result.ok, result.first_bad_seq, result.rows_checked) == (False, 2, 2)
+    assert UsageLogRow._meta.database is database_proxy  # the models are bound back
 
 
 # --------------------------------------------------------------------------------------------
