@@ -10,8 +10,10 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 from juki.config import ApplianceConfig, NodeConfig
 
@@ -22,6 +24,18 @@ class NodeEnv:
     node_id: str
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.SystemRandom)
+    outbox: Callable[[str, str, dict[str, Any]], str] | None = None
+    """Set by the runtime: write a notice to the outbox outside a handler (control commands),
+    checked against the route table and the schema like `ctx.send`."""
+    atomic: Callable[[], AbstractContextManager[Any]] = nullcontext
+    """Set by the runtime: one store transaction, for work done outside the service loop."""
+    wake: Callable[[], None] = lambda: None
+    """Set by the runtime: nudge the outbox relay after work done outside the service loop."""
+
+    def send(self, recipient: str, type: str, body: dict[str, Any]) -> str:
+        if self.outbox is None:
+            raise RuntimeError(f"{self.node_id}: no outbox wired")
+        return self.outbox(recipient, type, body)
 
     @property
     def node(self) -> NodeConfig:

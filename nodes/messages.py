@@ -333,8 +333,10 @@ CATALOGUE: tuple[MessageType, ...] = (
 def registry() -> SchemaRegistry:
     """The plumbing types plus the whole catalogue (every node understands every type; the
     route table, not the schema, decides who may send what)."""
+    from nodes.messages_cards import CARD_CATALOGUE
+
     reg = plumbing_types()
-    for mt in CATALOGUE:
+    for mt in (*CATALOGUE, *CARD_CATALOGUE):
         reg.register(mt)
     return reg
 

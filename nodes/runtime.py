@@ -115,6 +115,11 @@ class NodeRuntime:
             notice_ttl=self.service_config.notice_ttl,
             clock=clock,
         )
+        self.env.outbox = lambda recipient, type, body: self.service.send(
+            recipient, type, body, None
+        )
+        self.env.atomic = self.journal.atomic
+        self.env.wake = self.relay.wake
         self.started_at = clock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -162,9 +162,7 @@ def add_codes(codes: Iterable[str]) -> int:
 def take_code() -> str:
     """The next unused designated 住民票コード (inside the caller's transaction)."""
     with translate_errors():
-        row = (
-            CodePoolRow.select().where(~CodePoolRow.used).order_by(CodePoolRow.code).first()
-        )
+        row = CodePoolRow.select().where(~CodePoolRow.used).order_by(CodePoolRow.code).first()
         if row is None:
             raise LookupError("the municipality's pool of designated 住民票コード is empty")
         CodePoolRow.update(used=True).where(CodePoolRow.code == row.code).execute()
@@ -213,3 +211,47 @@ def iter_entries(status: str | None = None) -> Iterator[RegisterEntry]:
             q = q.where(RegisterRow.status == status)
         for row in q.iterator():
             yield RegisterEntry(row.resident_code, row.status, row.household, row.record)
+
+
+class RegisterRefusalRow(BaseModel):
+    """An update or number request the CS refused, with the rules it broke (for the registry's
+    operators to correct and resend)."""
+
+    request_number = peewee.CharField(max_length=64, index=True)
+    resident_code = peewee.CharField(max_length=11, index=True)
+    kind = peewee.CharField(max_length=16)  # update / number
+    violations = MsgpackField()
+    received_at = UtcMicrosField()
+
+    class Meta:
+        table_name = "register_refusal"
+
+
+register_tables("existing_registry", RegisterRefusalRow)
+
+
+def record_refusal(
+    request_number: str, resident_code: str, kind: str, violations: list[dict[str, Any]]
+) -> None:
+    with translate_errors():
+        RegisterRefusalRow.insert(
+            request_number=request_number,
+            resident_code=resident_code,
+            kind=kind,
+            violations=violations,
+            received_at=datetime.now(UTC),
+        ).execute()
+
+
+def refusals(limit: int = 100) -> list[dict[str, Any]]:
+    with translate_errors():
+        q = RegisterRefusalRow.select().order_by(RegisterRefusalRow.id.desc()).limit(limit)
+        return [
+            {
+                "request_number": r.request_number,
+                "resident_code": r.resident_code,
+                "kind": r.kind,
+                "violations": r.violations,
+            }
+            for r in q
+        ]

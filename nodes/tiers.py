@@ -1,0 +1,164 @@
+"""上位階層の共通処理 (what the prefecture and national servers share).
+
+Both keep a copy of the provided 本人確認情報 (都道府県知事保存 / 機構保存), apply notices in
+order (store.ordering), answer queries by 住民票コード, 個人番号 or 4情報, and serve consistency
+digests. Each function is a plain handler body over the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from broker.envelope import Message
+from broker.service import Context, HandlerError
+from nodes.env import NodeEnv
+from store import identity
+from store.auditlog import record_provision
+from store.digest import DigestTree, build_tree, provided_items
+from store.ordering import is_duplicate, supersedes
+from store.records import ProvidedIdentity, provided_from_dict, provided_to_dict
+from store.validation import validate_search
+
+log = logging.getLogger(__name__)
+
+QUERY_LIMIT = 100
+
+
+def apply_provided(tier: str, body: dict[str, Any], env: NodeEnv) -> ProvidedIdentity | None:
+    """Apply one update notice to the tier's file; returns the version when it was applied.
+
+    A duplicate (same municipality and 更新順番号) changes nothing, which makes re-sent notices
+    harmless; a stale version is kept as history only. A repair notice from a consistency check
+    replaces whatever the tier holds.
+    """
+    try:
+        incoming = provided_from_dict(body["provided"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HandlerError("V-1", f"malformed provided record: {exc}") from None
+    lookup = incoming.old_resident_code or incoming.resident_code
+    existing = identity.get_provided(tier, incoming.resident_code)  # type: ignore[arg-type]
+    if existing is None and lookup != incoming.resident_code:
+        existing = identity.get_provided(tier, lookup)  # type: ignore[arg-type]
+    repair = bool(body.get("repair"))
+    if not repair and is_duplicate(existing, incoming):
+        return None
+    if repair or supersedes(existing, incoming):
+        identity.save_provided(tier, incoming, recorded_at=env.now())  # type: ignore[arg-type]
+        return incoming
+    log.info("%s: stale version of a record kept out of the current file", env.node_id)
+    return None
+
+
+def find(
+    tier: str, key: dict[str, Any], limit: int = QUERY_LIMIT
+) -> tuple[list[ProvidedIdentity], bool]:
+    """Records matching a query key; V-7 applies to 4情報 queries here too."""
+    by = key.get("by")
+    if by == "resident_code":
+        code = key.get("resident_code")
+        if not code:
+            raise HandlerError("V-1", "resident_code is required for a query by 住民票コード")
+        rec = identity.get_provided(tier, code)  # type: ignore[arg-type]
+        return ([rec] if rec else []), False
+    if by == "individual_number":
+        number = key.get("individual_number")
+        if not number:
+            raise HandlerError("V-1", "individual_number is required for a query by 個人番号")
+        rec = identity.get_provided_by_individual_number(tier, number)  # type: ignore[arg-type]
+        return ([rec] if rec else []), False
+    criteria = {k: v for k, v in (key.get("criteria") or {}).items() if v not in (None, "")}
+    violations = validate_search(criteria)
+    if violations:
+        v = violations[0]
+        raise HandlerError(v.rule, v.message, "検索条件が不足しています")
+    from store.search import search_provided
+
+    found = search_provided(tier, limit=limit + 1, **criteria)
+    return found[:limit], len(found) > limit
+
+
+def record_query_provision(
+    env: NodeEnv, msg: Message, records: list[ProvidedIdentity], legal_basis: str
+) -> None:
+    key = msg.body["key"]
+    target = key.get("resident_code") or (
+        "個人番号照会" if key["by"] == "individual_number" else "4情報照会"
+    )
+    record_provision(
+        at=env.now(),
+        operator_id=msg.header.sender,
+        terminal_id=msg.header.sender,
+        recipient=msg.header.sender,
+        message_type=msg.header.type,
+        legal_basis=legal_basis,
+        target=f"{target} ({len(records)}件)",
+        result="provided",
+        msg_id=msg.header.msg_id,
+    )
+
+
+class DigestSessions:
+    """Trees built for a consistency check, kept for the few minutes the check walks them.
+
+    Building a tree scans the municipality's records once; the walk then asks for many prefixes
+    over several round trips, all answered from the same snapshot.
+    """
+
+    TTL = 600.0
+
+    def __init__(self, tier: str, clock: Callable[[], float] = time.time) -> None:
+        self.tier = tier
+        self.clock = clock
+        self._trees: dict[str, tuple[float, DigestTree]] = {}
+        self._lock = threading.Lock()
+
+    def tree(self, session: str, municipality: str) -> DigestTree:
+        key = f"{session}/{municipality}"
+        with self._lock:
+            now = self.clock()
+            for k in [k for k, (t, _) in self._trees.items() if now - t > self.TTL]:
+                del self._trees[k]
+            hit = self._trees.get(key)
+            if hit is not None:
+                return hit[1]
+        tree = build_tree(self.tier, municipality)
+        with self._lock:
+            self._trees[key] = (self.clock(), tree)
+        return tree
+
+    def answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        tree = self.tree(body["session"], body["municipality"])
+        digests = []
+        leaves = []
+        for prefix in body["prefixes"]:
+            h, n = tree.digest(prefix)
+            digests.append({"prefix": prefix, "hash": h, "count": n})
+            if body["leaves"]:
+                leaves += [
+                    {"code": c, "hash": lh} for c, lh in sorted(tree.leaves_under(prefix).items())
+                ]
+        return {"digests": digests, "leaves": leaves, "total": tree.total}
+
+
+def records_for(tier: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"records": [d for _, d in provided_items(tier, body["municipality"], body["codes"])]}
+
+
+def forward_body(provided: ProvidedIdentity, repair: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"provided": provided_to_dict(provided)}
+    if repair:
+        body["repair"] = True
+    return body
+
+
+def check_owner(env: NodeEnv, ctx: Context, municipality: str) -> None:
+    """A CS may only speak for its own municipality's residents."""
+    sender = env.config.nodes.get(ctx.message.header.sender)
+    if sender is not None and sender.role == "municipal_cs" and sender.municipality != municipality:
+        raise HandlerError(
+            "route", f"{sender.id} cannot send records of municipality {municipality}"
+        )
