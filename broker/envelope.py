@@ -135,7 +135,7 @@ def _header_problem(h: Header) -> str | None:
 
 def encode_header(h: Header) -> bytes:
     """The header's canonical msgpack bytes (map keys in the contract's order)."""
-    return msgpack.packb(
+    packed: bytes = msgpack.packb(
         {
             "v": h.version,
             "id": h.msg_id,
@@ -149,6 +149,7 @@ def encode_header(h: Header) -> bytes:
             "rh": h.request_hash,
         }
     )
+    return packed
 
 
 def _unpack(data: bytes) -> Any:
@@ -307,7 +308,8 @@ class Sealer:
         ciphertext = self._boxes.for_peer(peer).encrypt(msgpack.packb(body))
         header_bytes = encode_header(header)
         signature = self._identity.signer.sign(SIGN_CONTEXT + header_bytes + ciphertext)
-        return msgpack.packb([VERSION, header_bytes, signature, ciphertext])
+        wire: bytes = msgpack.packb([VERSION, header_bytes, signature, ciphertext])
+        return wire
 
 
 class Opener:

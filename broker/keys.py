@@ -232,7 +232,8 @@ def _encode_key_file(identity: Identity, passphrase: bytes | None) -> bytes:
         doc["opslimit"] = ARGON2_OPSLIMIT
         doc["memlimit"] = ARGON2_MEMLIMIT
         doc["sealed"] = crypto.secretbox_seal(key, msgpack.packb(secrets))
-    return msgpack.packb(doc)
+    packed: bytes = msgpack.packb(doc)
+    return packed
 
 
 def _read_key_doc(path: Path) -> dict[str, Any]:
@@ -368,6 +369,7 @@ def load_identity(
     doc = _read_key_doc(path)
     public = _public_from_doc(path, node_id, doc)
     protection = doc.get("protection")
+    secrets: Any
     if protection == _PROTECTION_NONE:
         if passphrase is not None:
             raise KeyStoreError(f"key file {path} is not encrypted but a passphrase was given")

@@ -412,10 +412,10 @@ def test_check_order(world: World) -> None:
     # Replay beats the route check; the route check beats decryption and the schema.
     other = Sealer(world.other, world.trust)
     h = world.header("nonsense", sender=OTHER_CS)
-    wire = other.seal(h, {"bad": 1})
-    assert _refused(world.opener, wire) is Reason.ROUTE_NOT_ALLOWED
+    foreign = other.seal(h, {"bad": 1})
+    assert _refused(world.opener, foreign) is Reason.ROUTE_NOT_ALLOWED
     world.replay.remember(h.msg_id, h.deadline)
-    assert _refused(world.opener, wire) is Reason.REPLAY
+    assert _refused(world.opener, foreign) is Reason.REPLAY
 
 
 # -- sealing errors and key rotation -------------------------------------------------------------
