@@ -1,0 +1,176 @@
+"""４情報検索 (4-information search): find persons by 氏名, 住所, 生年月日 and 性別 (CS-4, §4.2).
+
+The store enforces V-7 itself, so that no caller (a terminal screen, a relayed national query)
+can run a broad search by forgetting the rule: 氏名 (kanji or kana) is required, plus 住所 or
+生年月日; 性別 only narrows a search that is already allowed. seed-digest §4.1 explains why this
+reading (and not "any two items other than sex") is the safe one.
+
+Matching (V-8: exactly what the stated conditions match):
+    name        prefix of 漢字氏名 (surrounding whitespace ignored)
+    name_kana   prefix of 清音化かな氏名, after normalising the input the same way the stored
+                item 5 was made (`store.kana.to_seion`), so ガ finds カ and ひらがな finds カタカナ
+    address     prefix of 住所
+    birth_date  exact
+    sex         exact
+Removed (消除) persons are excluded unless asked for.
+
+Every condition is served by an index (see store/models.py for the per-engine prefix indexes);
+`explain_search` shows the plan, and the tests assert it names an index rather than a scan.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import peewee
+
+from store.db import RuleViolation, current_database, is_postgresql, translate_errors
+from store.identity import Tier, _Codec, _cs, _tier
+from store.kana import to_seion
+from store.records import IdentityRecord, ProvidedIdentity, RecordStatus, Sex
+
+__all__ = ["MAX_LIMIT", "explain_search", "search_4info", "search_provided"]
+
+MAX_LIMIT = 1_000
+"""Upper bound on `limit`, whatever the caller asks: a search is a lookup, not an export."""
+
+_TOP = "\U0010ffff"  # the highest code point: every string with prefix p sorts below p + _TOP
+
+
+def search_4info(
+    name: str | None = None,
+    name_kana: str | None = None,
+    address: str | None = None,
+    birth_date: date | None = None,
+    sex: Sex | None = None,
+    limit: int = 100,
+    *,
+    include_removed: bool = False,
+) -> list[IdentityRecord]:
+    """本人確認情報 matching the conditions, at most `limit`, ordered by kana name then code.
+
+    Raises:
+        RuleViolation: rule ``"V-7"`` when 氏名 or both of 住所 / 生年月日 are missing.
+    """
+    sql, params = _compile(_cs(), name, name_kana, address, birth_date, sex, limit, include_removed)
+    return _run(_cs(), sql, params)
+
+
+def search_provided(
+    tier: Tier,
+    name: str | None = None,
+    name_kana: str | None = None,
+    address: str | None = None,
+    birth_date: date | None = None,
+    sex: Sex | None = None,
+    limit: int = 100,
+    *,
+    include_removed: bool = False,
+) -> list[ProvidedIdentity]:
+    """The same search over the prefecture's or national's copy (national 4情報 queries)."""
+    codec = _tier(tier)
+    sql, params = _compile(codec, name, name_kana, address, birth_date, sex, limit, include_removed)
+    return _run(codec, sql, params)
+
+
+def explain_search(tier: Tier | None = None, **criteria: Any) -> list[str]:
+    """The database's plan for a search (SQLite EXPLAIN QUERY PLAN details, PostgreSQL EXPLAIN).
+
+    For operators and tests: proves that a search uses the 4情報 indexes instead of a scan.
+    """
+    codec = _cs() if tier is None else _tier(tier)
+    keys = ("name", "name_kana", "address", "birth_date", "sex", "limit", "include_removed")
+    unknown = set(criteria) - set(keys)
+    if unknown:
+        raise TypeError(f"unknown search criteria: {sorted(unknown)}")
+    args = [criteria.get(k) for k in keys[:5]]
+    sql, params = _compile(
+        codec, *args, criteria.get("limit", 100), criteria.get("include_removed", False)
+    )
+    db = current_database()
+    prefix = "EXPLAIN " if is_postgresql(db) else "EXPLAIN QUERY PLAN "
+    with translate_errors():
+        rows = db.execute_sql(prefix + sql, params).fetchall()
+    return [str(row[-1]) for row in rows]
+
+
+def _compile(
+    codec: _Codec[Any],
+    name: str | None,
+    name_kana: str | None,
+    address: str | None,
+    birth_date: date | None,
+    sex: Sex | None,
+    limit: int,
+    include_removed: bool,
+) -> tuple[str, list[Any]]:
+    name = _given(name)
+    kana = to_seion(name_kana) if _given(name_kana) else None
+    address = _given(address)
+    if not (name or kana):
+        raise RuleViolation("V-7", "氏名（漢字またはかな）を指定してください", "検索条件不足")
+    if not (address or birth_date):
+        raise RuleViolation(
+            "V-7", "氏名に加えて住所または生年月日を指定してください", "検索条件不足"
+        )
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+
+    db = current_database()
+    model = codec.model
+    column = model._meta.fields
+    # Which index drives the search. PostgreSQL's planner has value histograms and chooses
+    # well; SQLite only knows index sizes and would happily range-scan 住所 "宮城県" (the whole
+    # city). 生年月日 is the most selective (some 30 people per date in a city of a million),
+    # then the kanji name, then the kana; 住所 never drives. The others become filters.
+    sqlite = not is_postgresql(db)
+    driver = "birth_date" if birth_date is not None else ("name_kanji" if name else "kana")
+
+    def col(name: str, drives: bool) -> Any:
+        field = column[name]
+        return field if drives or not sqlite else peewee.NodeList((peewee.SQL("+"), field), "")
+
+    conditions: list[peewee.Expression] = []
+    if name:
+        conditions.append(_prefix(db, col("name_kanji", driver == "name_kanji"), name))
+    if kana:
+        conditions.append(_prefix(db, col("name_kana_seion", driver == "kana"), kana))
+    if address:
+        conditions.append(_prefix(db, col("address", False), address))
+    if birth_date is not None:
+        conditions.append(column["birth_date"] == birth_date)
+    if sex is not None:
+        conditions.append(column["sex"] == Sex(sex))
+    if not include_removed:
+        conditions.append(column["record_status"] == RecordStatus.CURRENT)
+    query = (
+        model.select(*(column[n] for n in codec.names))
+        .where(*conditions)
+        .order_by(column["name_kana_seion"], column["resident_code"])
+        .limit(limit)
+    )
+    sql, params = db.get_sql_context().sql(query).query()
+    return sql, list(params)
+
+
+def _given(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value.strip() or None
+
+
+def _prefix(db: peewee.Database, field: Any, prefix: str) -> peewee.Expression:
+    if is_postgresql(db):
+        # text_pattern_ops index + LIKE with a literal prefix; escape LIKE's own wildcards.
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return peewee.Expression(field, "LIKE", escaped + "%")
+    # SQLite: a range on the BINARY-collated index; LIKE would be case-folding and unindexed.
+    return (field >= prefix) & (field < prefix + _TOP)
+
+
+def _run(codec: _Codec[Any], sql: str, params: list[Any]) -> list[Any]:
+    db = current_database()
+    with translate_errors():
+        rows = db.execute_sql(sql, params).fetchall()
+    return [codec.to_record(row) for row in rows]
