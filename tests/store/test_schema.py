@@ -1,0 +1,180 @@
+"""Schema: tables per role, idempotent creation, version stamping and numbered migrations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import peewee
+import pytest
+
+from store import schema
+from store.db import SchemaError, StoreError, is_postgresql
+from store.models import BaseModel
+from store.schema import (
+    ROLES,
+    TABLES_BY_ROLE,
+    Migration,
+    SchemaVersion,
+    current_version,
+    init_store,
+    migrate,
+    register_tables,
+)
+
+JOURNAL_TABLES = {"inbox", "outbox", "refusal"}
+
+
+class ExtraRow(BaseModel):
+    """A table a later module registers (like nodes/registry's 住民基本台帳)."""
+
+    note = peewee.TextField()
+
+    class Meta:
+        table_name = "test_extra"
+
+
+@pytest.fixture
+def restore_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that register tables or migrations must not leak them into other tests."""
+    monkeypatch.setattr(schema, "MIGRATIONS", list(schema.MIGRATIONS))
+    monkeypatch.setattr(
+        schema, "TABLES_BY_ROLE", {role: list(ms) for role, ms in TABLES_BY_ROLE.items()}
+    )
+
+
+def test_every_role_has_the_journal() -> None:
+    assert set(TABLES_BY_ROLE) == set(ROLES)
+    for role in ROLES:
+        names = {m._meta.table_name for m in TABLES_BY_ROLE[role]}
+        assert names >= JOURNAL_TABLES, role
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"),
+    [
+        ("municipal_cs", {"identity", "identity_history", "pending_move_out", "destination"}),
+        ("prefecture", {"prefecture_identity", "prefecture_identity_history"}),
+        (
+            "national",
+            {"national_identity", "national_identity_history", "issued_number", "resident_code"},
+        ),
+    ],
+)
+def test_init_store_creates_the_roles_tables_once(
+    empty_db: peewee.Database, role: str, expected: set[str]
+) -> None:
+    created = init_store(empty_db, role)
+    assert set(created) >= expected | JOURNAL_TABLES | {"schema_version"}
+    assert "identity" not in created or role == "municipal_cs"
+    assert set(empty_db.get_tables()) == set(created)
+    assert current_version(empty_db) == schema.MIGRATIONS[-1].version
+    assert init_store(empty_db, role) == []
+    assert SchemaVersion.select().count() == len(schema.MIGRATIONS)
+
+
+def test_init_store_from_a_url_binds_the_process(store_url: str) -> None:
+    created = init_store(store_url, "prefecture")
+    assert "prefecture_identity" in created
+    db = SchemaVersion._meta.database.obj
+    try:
+        assert current_version(db) == 1
+    finally:
+        db.close()
+
+
+def test_prefix_indexes_suit_the_engine(empty_db: peewee.Database) -> None:
+    init_store(empty_db, "municipal_cs")
+    definitions = {i.name: i.sql for i in empty_db.get_indexes("identity")}
+    for column in ("name_kana_seion", "name_kanji", "address"):
+        sql = definitions[f"identity_{column}_prefix"]
+        assert ("text_pattern_ops" in sql) == is_postgresql(empty_db), sql
+
+
+def test_unknown_role_is_refused(empty_db: peewee.Database) -> None:
+    with pytest.raises(StoreError, match="unknown node role"):
+        init_store(empty_db, "city_hall")
+
+
+def test_registered_tables_are_created_on_an_existing_store(
+    empty_db: peewee.Database, restore_registry: None
+) -> None:
+    init_store(empty_db, "existing_registry")
+    register_tables("existing_registry", ExtraRow, ExtraRow)
+    assert schema.TABLES_BY_ROLE["existing_registry"].count(ExtraRow) == 1
+    assert init_store(empty_db, "existing_registry") == ["test_extra"]
+    ExtraRow.create(note="ok")
+
+
+def test_migrate_applies_pending_versions_in_order(
+    empty_db: peewee.Database, restore_registry: None
+) -> None:
+    init_store(empty_db, "card_management")
+    applied: list[str] = []
+
+    @schema.register_migration(2, "add a note table")
+    def _two(db: peewee.Database, role: str) -> None:
+        applied.append(f"2:{role}")
+        db.create_tables([ExtraRow])
+
+    @schema.register_migration(3, "fill it")
+    def _three(db: peewee.Database, role: str) -> None:
+        applied.append(f"3:{role}")
+        ExtraRow.create(note="migrated")
+
+    assert migrate(empty_db, "card_management", target=2) == [2]
+    assert current_version(empty_db) == 2
+    assert migrate(empty_db, "card_management") == [3]
+    assert migrate(empty_db, "card_management") == []
+    assert applied == ["2:card_management", "3:card_management"]
+    assert [r.note for r in ExtraRow.select()] == ["migrated"]
+    descriptions = [r.description for r in SchemaVersion.select().order_by(SchemaVersion.version)]
+    assert descriptions == ["initial schema", "add a note table", "fill it"]
+
+
+def test_a_failing_migration_leaves_the_previous_version(
+    empty_db: peewee.Database, restore_registry: None
+) -> None:
+    init_store(empty_db, "card_management")
+
+    @schema.register_migration(2, "breaks half way")
+    def _broken(db: peewee.Database, role: str) -> None:
+        db.create_tables([ExtraRow])
+        ExtraRow.create(note="half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        migrate(empty_db, "card_management")
+    assert current_version(empty_db) == 1
+    assert "test_extra" not in empty_db.get_tables()  # both engines roll back DDL
+
+
+def test_fresh_store_is_stamped_at_the_latest_version_without_replaying(
+    empty_db: peewee.Database, restore_registry: None
+) -> None:
+    replayed: list[int] = []
+    schema.MIGRATIONS.append(Migration(2, "alter", lambda db, role: replayed.append(2)))
+    init_store(empty_db, "card_management")
+    assert replayed == []
+    assert current_version(empty_db) == 2
+
+
+def test_register_migration_refuses_old_numbers(restore_registry: None) -> None:
+    with pytest.raises(ValueError):
+        schema.register_migration(1, "again")(lambda db, role: None)
+
+
+def test_a_newer_store_is_refused(empty_db: peewee.Database) -> None:
+    init_store(empty_db, "card_management")
+    SchemaVersion.create(version=999, description="from the future", applied_at=0.0)
+    with pytest.raises(SchemaError):
+        init_store(empty_db, "card_management")
+
+
+def test_importing_the_store_touches_no_database() -> None:
+    code = (
+        "import store.schema, store.identity, store.search, store.journal\n"
+        "from store.db import database_proxy\n"
+        "assert database_proxy.obj is None\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
