@@ -44,6 +44,8 @@ class BrokerConfig:
     """Where refused and poison messages go, with the reason in their headers."""
     dead_letter_queue: str = "juki.dead"
     """The queue bound to the dead-letter exchange; an operator inspects it."""
+    queue_prefix: str = "juki.node."
+    """Each node consumes the durable queue <queue_prefix><node id>."""
     queue_type: str = "classic"
     """'classic' or 'quorum' (replicated; what a production cluster would use)."""
     prefetch: int = 256

@@ -39,6 +39,7 @@ def topology_for(config: ApplianceConfig) -> Topology:
         exchange=b.exchange,
         dead_letter_exchange=b.dead_letter_exchange,
         dead_letter_queue=b.dead_letter_queue,
+        queue_prefix=b.queue_prefix,
         queue_type=b.queue_type,
     )
 
