@@ -81,7 +81,7 @@ _VERIFY_BATCH = 5_000
 # A 個人番号 is twelve digits; a 住民票コード eleven. A twelve-digit run in a log's free text is
 # refused so that a careless caller cannot write one in clear.
 _MY_NUMBER_RUN = re.compile(r"(?<![0-9０-９])[0-9０-９]{12}(?![0-9０-９])")
-_OUTCOME = re.compile(r"^(ok|error|refused:[A-Za-z0-9_.\-]{1,48})$")
+_OUTCOME = re.compile(r"^(ok|error|refused:[A-Za-z0-9_.:\-]{1,56})$")
 PROVISION_RESULTS = ("provided", "refused")
 
 
@@ -238,6 +238,10 @@ class VerifyResult:
             )
         where = f"seq {self.first_bad_seq}" if self.first_bad_seq is not None else "chain head"
         return f"usage log TAMPERED at {where} ({self.kind}): {self.problem}"
+
+    def describe(self) -> str:
+        """The line ``juki audit verify`` prints (same as ``str()``)."""
+        return str(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (for ``juki audit verify --json``)."""

@@ -145,6 +145,15 @@ class PurgeReport:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``juki store purge`` prints it)."""
+        return {
+            "role": self.role,
+            "now": self.now.isoformat(),
+            "counts": dict(self.counts),
+            "total": self.total,
+        }
+
     def __str__(self) -> str:
         parts = ", ".join(f"{table} {n}" for table, n in self.counts.items()) or "nothing"
         return f"purge {self.role} at {self.now.isoformat()}: {parts} (total {self.total})"

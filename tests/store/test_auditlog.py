@@ -370,11 +370,21 @@ def test_a_rolled_back_operation_leaves_no_log_row_and_no_gap(db: peewee.Databas
         {"target": "１２３４５６７８９０１２"},
         {"reason": "番号123456789012を確認"},
         {"outcome": "refused"},
+        {"outcome": "refused:" + "x" * 57},
         {"outcome": "fine"},
         {"at": datetime(2025, 4, 1, 9, 0)},  # naive: JST or UTC?
         {"user_id": "x" * 65},
     ],
-    ids=["my-number", "full-width", "in-reason", "bare-refused", "unknown", "naive", "long"],
+    ids=[
+        "my-number",
+        "full-width",
+        "in-reason",
+        "bare-refused",
+        "long-code",
+        "unknown",
+        "naive",
+        "long",
+    ],
 )
 def test_bad_entries_are_refused(db: peewee.Database, overrides: dict[str, Any]) -> None:
     with db.atomic(), pytest.raises(AuditLogError):
@@ -549,3 +559,4 @@ def test_verify_result_prints_the_bad_row(db: peewee.Database) -> None:
     text = str(result)
     assert "TAMPERED" in text and "seq 2" in text and "hash_mismatch" in text
     assert result.to_dict()["first_bad_seq"] == 2
+    assert result.describe() == text

@@ -7,6 +7,7 @@ for 送付先), not computed by the code under test.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -430,3 +431,4 @@ def test_report_lists_every_table_and_prints(db: peewee.Database) -> None:
     }
     assert report.total == 0
     assert "municipal_cs" in str(report) and "provision_log 0" in str(report)
+    assert json.loads(json.dumps(report.as_dict()))["counts"]["destination"] == 0
