@@ -252,9 +252,8 @@ def translate_errors() -> _TranslateErrors:
 
 
 def _is_unique_violation(exc: peewee.IntegrityError) -> bool:
-    # peewee wraps the driver's exception as args[0]; psycopg2 exposes the SQLSTATE (23505 is
-    # unique_violation), sqlite3 only a message.
-    original = exc.args[0] if exc.args else exc
+    # psycopg2 exposes the SQLSTATE (23505 is unique_violation), sqlite3 only a message.
+    original = _driver_error(exc)
     pgcode = getattr(original, "pgcode", None)
     if pgcode is not None:
         return pgcode == "23505"
@@ -264,8 +263,18 @@ def _is_unique_violation(exc: peewee.IntegrityError) -> bool:
 
 def _is_missing_schema(exc: Exception) -> bool:
     # 42P01 undefined_table, 42703 undefined_column; SQLite says "no such table/column".
-    original = exc.args[0] if exc.args else exc
+    original = _driver_error(exc)
     pgcode = getattr(original, "pgcode", None)
     if pgcode is not None:
         return pgcode in ("42P01", "42703")
     return "no such table" in str(original) or "no such column" in str(original)
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception behind a peewee one (peewee re-raises it while handling it,
+    so it is the implicit ``__context__``; older peewee also passed it as ``args[0]``)."""
+    if exc.args and isinstance(exc.args[0], BaseException):
+        return exc.args[0]
+    if isinstance(exc.__context__, BaseException):
+        return exc.__context__
+    return exc
