@@ -102,6 +102,8 @@ OPERATOR = {
     "task": Str(100),  # 事務種別
     "reason": Str(200),  # 処理事由
     "session": Optional(Str(128)),
+    # the session key's signature over the command (evidence kept with the usage-log row)
+    "signature": Optional(Bytes(64)),
 }
 QUERY_KEY = Obj(
     {

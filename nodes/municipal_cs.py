@@ -19,6 +19,7 @@ from typing import Any
 from broker.envelope import Message
 from broker.errors import RemoteError, RpcTimeout
 from broker.service import Context, HandlerError
+from nodes.cs_sessions import authorize, session_handlers
 from nodes.env import NodeEnv, RolePart
 from store import cs_extras, identity, transfers
 from store.auditlog import append_usage, record_provision
@@ -263,6 +264,10 @@ def build(env: NodeEnv) -> RolePart:
                 "message_type": task_type,
                 "session_id": body.get("session") or "",
             }
+            caller = authorize(env, msg, task_type)
+            common["user_id"] = caller["operator_id"]
+            common["session_id"] = caller["session_id"]
+            common["evidence"] = caller["evidence"]
             if not body["task"].strip() or not body["reason"].strip():
                 append_usage(**common, target="", outcome="refused:task_reason")
                 raise _refused(
@@ -440,4 +445,5 @@ def build(env: NodeEnv) -> RolePart:
     from nodes.cs_cards import card_handlers
 
     handlers.update(card_handlers(env, operator))
+    handlers.update(session_handlers(env, operator))
     return RolePart(handlers=handlers)
