@@ -115,14 +115,14 @@ class Box:
 
     def encrypt(self, plaintext: bytes) -> bytes:
         nonce = os.urandom(NONCE_SIZE)
-        return nonce + _sodium.crypto_box_afternm(plaintext, nonce, self._shared)
+        return nonce + _sodium.crypto_box_easy_afternm(plaintext, nonce, self._shared)
 
     def decrypt(self, data: bytes) -> bytes | None:
         """The plaintext, or None when `data` was not boxed by this peer for us (or was altered)."""
         if len(data) < BOX_OVERHEAD:
             return None
         try:
-            return _sodium.crypto_box_open_afternm(
+            return _sodium.crypto_box_open_easy_afternm(
                 data[NONCE_SIZE:], data[:NONCE_SIZE], self._shared
             )
         except _nacl_exc.CryptoError:
