@@ -170,6 +170,59 @@ def cmd_ping(args: argparse.Namespace, config: ApplianceConfig) -> int:
     return exitcodes.OK
 
 
+# ---------------------------------------------------------------- registry and simulation
+
+REGISTRY_KINDS = {
+    "birth": "birth",
+    "death": "death",
+    "move-within": "move_within",
+    "move-out": "move_out",
+    "move-out-abroad": "move_out_abroad",
+    "correction": "correction",
+    "number-request": "number_request",
+}
+
+
+def cmd_registry(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from broker.control import control_request
+
+    node = f"registry.{args.municipality}"
+    endpoint = config.control_endpoint(config.node(node).id)
+    if args.event == "status":
+        answer = control_request(endpoint, "registry.status", timeout=10.0)
+    else:
+        params: dict[str, Any] = {"kind": REGISTRY_KINDS[args.event]}
+        if args.resident_code:
+            params["resident_code"] = args.resident_code
+        if args.to:
+            params["to_municipality"] = args.to
+        if args.parent:
+            params["parent"] = args.parent
+        if args.date:
+            params["on"] = args.date
+        answer = control_request(endpoint, "registry.event", timeout=30.0, **params)
+    print(json.dumps(answer, ensure_ascii=False, indent=2, default=str))
+    return exitcodes.OK if answer.get("ok") else exitcodes.FAILURE
+
+
+def cmd_simulate(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from rich.progress import Progress
+
+    from nodes.simulate import simulate
+
+    with Progress(transient=True, disable=args.quiet) as bar:
+        task = bar.add_task(f"異動 {args.municipality}", total=args.duration)
+
+        def show(report: Any) -> None:
+            bar.update(task, completed=report.seconds, description=f"異動 {report.total} 件")
+
+        report = simulate(
+            config, args.municipality, args.rate, args.duration, seed=args.seed, progress=show
+        )
+    print(json.dumps(report.to_dict(), ensure_ascii=False))
+    return exitcodes.OK
+
+
 # ---------------------------------------------------------------- cards and terminal
 
 
@@ -277,6 +330,23 @@ def build_parser() -> argparse.ArgumentParser:
     pg.add_argument("--from", dest="sender", default="term.041009.001")
     pg.add_argument("--timeout", type=float, default=5.0)
     pg.set_defaults(func=cmd_ping)
+
+    r = sub.add_parser("registry", help="scripted 異動 at an existing registry (既存住基システム)")
+    r.add_argument("event", choices=[*REGISTRY_KINDS, "status"])
+    r.add_argument("--municipality", default="041009")
+    r.add_argument("--resident-code")
+    r.add_argument("--to", help="move-out: the destination 市町村コード")
+    r.add_argument("--parent", help="birth: a parent's 住民票コード (same household)")
+    r.add_argument("--date", help="異動年月日 (YYYY-MM-DD, default today)")
+    r.set_defaults(func=cmd_registry)
+
+    sm = sub.add_parser("simulate", help="drive a registry with a realistic mix of 異動")
+    sm.add_argument("--municipality", default="041009")
+    sm.add_argument("--rate", type=float, default=10.0, help="異動 per second")
+    sm.add_argument("--duration", type=float, default=10.0, help="seconds")
+    sm.add_argument("--seed", type=int)
+    sm.add_argument("--quiet", action="store_true")
+    sm.set_defaults(func=cmd_simulate)
 
     card = sub.add_parser("card", help="virtual cards in the vpcd reader").add_subparsers(
         dest="sub", required=True

@@ -30,6 +30,9 @@ from nodes.stores import load_role_module, open_node_store, role_of
 
 log = logging.getLogger("juki.node")
 
+PURGE_INTERVAL_SECONDS = 3600.0
+"""How often a node applies its retention rules (送付先 must go within a business day)."""
+
 Command = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
@@ -92,6 +95,7 @@ class NodeRuntime:
             handlers.update(part.handlers)
             self.role_commands.update(part.commands)
             self.jobs.extend(part.jobs)
+        self.jobs.append((PURGE_INTERVAL_SECONDS, self._purge))
         self.service_config = ServiceConfig.from_appliance(
             config.broker, config.policy, **dict(service_overrides or {})
         )
@@ -126,6 +130,20 @@ class NodeRuntime:
         self._threads: list[threading.Thread] = []
         self.control = ControlServer(config.control_endpoint(node_id), self._commands())
 
+    def _purge(self) -> dict[str, Any]:
+        """The retention rules (150 years, 7 years, one business day, 特例転入 period)."""
+        from dataclasses import replace
+
+        from store.retention import DEFAULT, purge
+
+        policy = replace(
+            DEFAULT, pending_move_out_days=self.config.policy.tokutei_tennyu_purge_days
+        )
+        report = purge(self.role, now=self.env.now(), policy=policy)
+        if report.total:
+            log.info("%s: retention purge %s", self.node_id, report.as_dict())
+        return report.as_dict()
+
     # -- control plane ------------------------------------------------------------------------
 
     def _commands(self) -> dict[str, Command]:
@@ -134,6 +152,7 @@ class NodeRuntime:
             "health": lambda _req: self.health(),
             "drain": lambda _req: self._drain(),
             "stop": lambda _req: self._request_stop(),
+            "purge": lambda _req: {"purged": self._purge()},
         }
         commands.update(self.role_commands)
         return commands
