@@ -19,7 +19,7 @@ from nodes.env import NodeEnv
 from store import identity
 from store.auditlog import record_provision
 from store.digest import DigestTree, build_tree, provided_items
-from store.ordering import is_duplicate, supersedes
+from store.ordering import is_duplicate, keep_as_history, supersedes
 from store.records import ProvidedIdentity, provided_from_dict, provided_to_dict
 from store.validation import validate_search
 
@@ -49,7 +49,8 @@ def apply_provided(tier: str, body: dict[str, Any], env: NodeEnv) -> ProvidedIde
     if repair or supersedes(existing, incoming):
         identity.save_provided(tier, incoming, recorded_at=env.now())  # type: ignore[arg-type]
         return incoming
-    log.info("%s: stale version of a record kept out of the current file", env.node_id)
+    keep_as_history(tier, incoming, env.now())
+    log.info("%s: stale version of %s kept as history only", env.node_id, incoming.resident_code)
     return None
 
 

@@ -16,6 +16,8 @@ A stale version is still kept as history by the caller when it is new to the tie
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from store.records import ProvidedIdentity, RecordStatus
 
 
@@ -39,3 +41,15 @@ def is_duplicate(existing: ProvidedIdentity | None, incoming: ProvidedIdentity) 
         and existing.municipality_code == incoming.municipality_code
         and existing.sequence == incoming.sequence
     )
+
+
+def keep_as_history(tier: str, provided: ProvidedIdentity, recorded_at: datetime) -> int:
+    """Record a stale version in the tier's history without touching its current row, so that
+    every notice the tier accepted is in its history exactly once, in arrival order."""
+    from store.db import current_database, translate_errors
+    from store.identity import _append_history, _tier
+
+    codec = _tier(tier)
+    db = current_database()
+    with translate_errors(), db.atomic():
+        return _append_history(codec, codec.to_row_dict(provided), recorded_at)
