@@ -262,7 +262,11 @@ def build(env: NodeEnv) -> RolePart:
         count = int(req.get("count", 1))
         rng = random.Random(req.get("seed"))
         others = [m for m in env.config.municipalities if m != env.municipality]
-        kinds, weights = zip(*MIX, strict=True)
+        mix = req.get("mix") or dict(MIX)
+        unknown = set(mix) - {k for k, _ in MIX}
+        if unknown:
+            raise ValueError(f"unknown 異動 kinds in mix: {sorted(unknown)}")
+        kinds, weights = zip(*mix.items(), strict=True)
         done: Counter[str] = Counter()
         moves: list[dict[str, Any]] = []
         on = env.today()

@@ -54,6 +54,7 @@ def simulate(
     duration: float,
     *,
     seed: int | None = None,
+    mix: dict[str, float] | None = None,
     progress: Callable[[SimulationReport], None] | None = None,
 ) -> SimulationReport:
     registry = f"registry.{municipality}"
@@ -74,7 +75,12 @@ def simulate(
         if count:
             owed -= count
             answer = control_request(
-                endpoint, "registry.simulate", timeout=30.0, count=count, seed=rng.getrandbits(32)
+                endpoint,
+                "registry.simulate",
+                timeout=30.0,
+                count=count,
+                seed=rng.getrandbits(32),
+                mix=mix or {},
             )
             if not answer.get("ok"):
                 raise RuntimeError(f"{registry}: {answer.get('error')}")

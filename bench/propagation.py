@@ -1,0 +1,234 @@
+"""更新の伝搬性能 (propagation benchmark): registry → CS → prefecture → national, every hop durable.
+
+    .venv/bin/python bench/propagation.py [--rate 2500] [--seconds 20] [--residents 20000]
+
+Starts an isolated appliance (every node its own process, unique RabbitMQ names, SQLite stores
+with synchronous=FULL) seeded with a small city, then offers a steady stream of 異動 (転居 and
+職権修正, i.e. pure updates) at `--rate` per second for `--seconds` through the registry's own
+control socket. Each update is committed with its outbox row at the registry, consumed, validated,
+applied with history and relayed by the CS (group commit), applied and relayed by the
+prefecture, and applied by national; a node acks a batch only after its transaction committed.
+
+Measured from the stores afterwards (same machine clock): sustained updates/s applied at national
+over the window, and end-to-end latency per update = national history `recorded_at` − registry
+outbox `created_at`, p50/p99.
+
+Baseline in the same run: plain pika, three hops, persistent messages, each hop consuming,
+re-publishing with publisher confirms (one per message, and batched by 100) and acking — the
+floor for three durable hops on this broker without any application work.
+
+Prints figures and writes bench/results/propagation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import msgpack  # noqa: E402
+import pika  # noqa: E402  (the baseline must not go through our transport)
+
+from nodes.simulate import simulate  # noqa: E402
+from tests.nodes.appliance import Appliance  # noqa: E402
+
+URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+MIX = {"move_within": 0.8, "correction": 0.2}
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+# -- juki ---------------------------------------------------------------------------------------
+
+
+def run_juki(rate: float, seconds: float, residents: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="juki-prop-") as tmp:
+        app = Appliance(Path(tmp))
+        print(f"seeding {residents} residents per municipality …", flush=True)
+        app.prepare(residents=residents)
+        app.start()
+        try:
+            simulate(app.config, "041009", 100, 2.0, seed=1, mix=MIX)  # warm-up
+            app.quiet(120)
+            t0 = time.time()
+            report = simulate(app.config, "041009", rate, seconds, seed=2, mix=MIX)
+            offered_end = time.time()
+            app.quiet(600)
+            drained = time.time()
+            sent = app.rows(
+                "registry.041009",
+                "SELECT body, created_at FROM outbox WHERE type = 'cs.registry.identity_update' "
+                "AND created_at >= ?",
+                (t0,),
+            )
+            created: dict[tuple[str, int], float] = {}
+            for body, at in sent:
+                u = msgpack.unpackb(body, raw=False)["update"]
+                created[(u["resident_code"], u["sequence"])] = at
+            applied = app.rows(
+                "national",
+                "SELECT resident_code, sequence, recorded_at FROM national_identity_history "
+                "WHERE municipality_code = '041009' AND recorded_at >= ?",
+                (int(t0 * 1_000_000),),
+            )
+            lat = []
+            last = t0
+            for code, seq, rec in applied:
+                at = created.get((code, seq))
+                if at is not None:
+                    done = rec / 1_000_000
+                    lat.append((done - at) * 1000)
+                    last = max(last, done)
+            n = len(lat)
+            window = max(last - t0, 1e-9)
+            refused = sum(
+                app.health(n).get("refusals", {}).get("poison", 0) for n in ("cs.041009",)
+            )
+            return {
+                "offered_rate": rate,
+                "offered": report.total,
+                "offered_seconds": round(offered_end - t0, 2),
+                "applied_at_national": n,
+                "missing_at_national": len(created) - n,
+                "sustained_per_s": round(n / window, 1),
+                "drain_seconds_after_offer": round(drained - offered_end, 2),
+                "latency_ms_p50": round(pct(lat, 0.50), 1),
+                "latency_ms_p99": round(pct(lat, 0.99), 1),
+                "latency_ms_max": round(max(lat), 1) if lat else None,
+                "poison": refused,
+            }
+        finally:
+            app.stop()
+
+
+# -- raw pika, three hops -----------------------------------------------------------------------
+
+
+def run_raw(messages: int, confirm: bool) -> dict[str, Any]:
+    prefix = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    queues = [f"{prefix}.q{i}" for i in range(4)]  # q0 fed by the producer; q3 is the sink
+    setup = pika.BlockingConnection(pika.URLParameters(URL))
+    ch = setup.channel()
+    for q in queues:
+        ch.queue_declare(q, durable=True)
+    stamps: dict[int, float] = {}
+    done: dict[int, float] = {}
+    finished = threading.Event()
+
+    def hop(src: str, dst: str | None) -> None:
+        conn = pika.BlockingConnection(pika.URLParameters(URL))
+        c = conn.channel()
+        c.basic_qos(prefetch_count=256)
+        if confirm:
+            c.confirm_delivery()
+
+        def on_msg(chan: Any, method: Any, props: Any, body: bytes) -> None:
+            if dst is None:
+                i = int.from_bytes(body[:8], "big")
+                done[i] = time.time()
+                chan.basic_ack(method.delivery_tag)
+                if len(done) >= messages:
+                    finished.set()
+                    chan.stop_consuming()
+                return
+            chan.basic_publish("", dst, body, pika.BasicProperties(delivery_mode=2))
+            chan.basic_ack(method.delivery_tag)
+            if len(done) >= messages:
+                chan.stop_consuming()
+
+        c.basic_consume(src, on_msg)
+        while not finished.is_set():
+            conn.process_data_events(time_limit=0.2)
+        conn.close()
+
+    # hop 1: q1 → q2, hop 2: q2 → q3, sink: q3; the producer publishes to q1
+    threads = [
+        threading.Thread(target=hop, args=(queues[1], queues[2]), daemon=True),
+        threading.Thread(target=hop, args=(queues[2], queues[3]), daemon=True),
+        threading.Thread(target=hop, args=(queues[3], None), daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    prod = pika.BlockingConnection(pika.URLParameters(URL))
+    pc = prod.channel()
+    if confirm:
+        pc.confirm_delivery()
+    t0 = time.time()
+    body_pad = b"\x00" * 300
+    for i in range(messages):
+        stamps[i] = time.time()
+        pc.basic_publish(
+            "", queues[1], i.to_bytes(8, "big") + body_pad, pika.BasicProperties(delivery_mode=2)
+        )
+    finished.wait(120)
+    elapsed = max(done.values(), default=t0) - t0
+    lat = [(done[i] - stamps[i]) * 1000 for i in done]
+    for q in queues:
+        ch.queue_delete(q)
+    setup.close()
+    prod.close()
+    return {
+        "messages": messages,
+        "delivered": len(done),
+        "per_s": round(len(done) / elapsed, 1) if elapsed else None,
+        "latency_ms_p50": round(pct(lat, 0.5), 1),
+        "latency_ms_p99": round(pct(lat, 0.99), 1),
+        "confirm": "per message (BlockingChannel confirm mode)" if confirm else "none",
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rate", type=float, default=2500.0)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--residents", type=int, default=20_000)
+    ap.add_argument("--raw-messages", type=int, default=20_000)
+    args = ap.parse_args()
+    raw = run_raw(args.raw_messages, True)
+    unconfirmed = run_raw(args.raw_messages, False)
+    for name, r in (("confirmed", raw), ("unconfirmed", unconfirmed)):
+        print(
+            f"raw pika, 3 persistent hops, {name}: {r['per_s']}/s, "
+            f"p50 {r['latency_ms_p50']} ms, p99 {r['latency_ms_p99']} ms",
+            flush=True,
+        )
+    juki = run_juki(args.rate, args.seconds, args.residents)
+    print(
+        f"juki registry→national: {juki['sustained_per_s']}/s sustained (offered {args.rate}/s), "
+        f"p50 {juki['latency_ms_p50']} ms, p99 {juki['latency_ms_p99']} ms, "
+        f"missing {juki['missing_at_national']}",
+        flush=True,
+    )
+    ratio = juki["sustained_per_s"] / raw["per_s"] if raw["per_s"] else None
+    result = {
+        "machine": platform.platform(),
+        "raw_pika_three_hops": raw,
+        "raw_pika_three_hops_unconfirmed": unconfirmed,
+        "juki": juki,
+        "ratio_juki_over_raw": round(ratio, 3) if ratio else None,
+        "goals": {"sustained_per_s": 2000, "latency_ms_p99": 250},
+    }
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "propagation.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
