@@ -65,11 +65,16 @@ class HandlerError(Exception):
     """A business refusal raised by a handler: an error reply (requests) or a refusal record +
     dead letter (notices). `code` is stable and machine-readable; `title` is shown to operators."""
 
-    def __init__(self, code: str, message: str, title: str = "処理できません") -> None:
+    def __init__(
+        self, code: str, message: str, title: str = "処理できません", *, commit: bool = False
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.title = title
+        self.commit = commit
+        """Requests only: commit what the handler wrote before refusing (an audit row of the
+        refusal must survive it; the seed keeps refused provisions too)."""
 
 
 Handler = Callable[[Message, "Context"], "dict[str, Any] | None"]
@@ -400,7 +405,7 @@ class Service:
                 # The dead-letter queue or our own queue is gone: keep the batch unacked.
                 raise BrokerError(f"could not dead-letter/retry: {next(iter(failures.values()))}")
         for reply_to, wire, cid in out.replies:
-            conn.publish(reply_to, wire, exchange="", correlation_id=cid, wait=False)
+            conn.publish(reply_to, wire, exchange="", correlation_id=cid, confirm=False, wait=False)
         conn.ack(deliveries[-1].tag, multiple=True)
         self._counts["batches"] += 1
         self._last_batch_at = self.clock()
@@ -468,8 +473,16 @@ class Service:
         # not run twice.
         self._memory.remember(header.msg_id, header.deadline)
         try:
+            refusal: HandlerError | None = None
             with self._atomic():
-                data = handler(msg, Context(self, msg))
+                try:
+                    data = handler(msg, Context(self, msg))
+                except HandlerError as exc:
+                    if not exc.commit:
+                        raise
+                    refusal = exc  # answer the refusal, but keep what the handler recorded
+            if refusal is not None:
+                raise refusal
             body: dict[str, Any] = {"ok": True, "data": {} if data is None else data}
         except HandlerError as exc:
             body = {"ok": False, "code": exc.code, "message": exc.message, "title": exc.title}

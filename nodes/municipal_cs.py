@@ -51,9 +51,7 @@ def _violation_dicts(violations: list[Any]) -> list[dict[str, Any]]:
 
 
 def _refused(code: str, message: str, title: str) -> HandlerError:
-    exc = HandlerError(code, message, title)
-    exc.commit = True  # type: ignore[attr-defined]  # keep the usage-log row of the refusal
-    return exc
+    return HandlerError(code, message, title, commit=True)  # keep the refusal's usage-log row
 
 
 def build(env: NodeEnv) -> RolePart:
@@ -281,7 +279,7 @@ def build(env: NodeEnv) -> RolePart:
                 append_usage(
                     **common, target=getattr(exc, "target", ""), outcome=f"refused:{exc.code}"[:58]
                 )
-                exc.commit = True  # type: ignore[attr-defined]
+                exc.commit = True  # keep the refusal's usage-log row
                 raise
             append_usage(**common, target=target, outcome="ok")
             return data
