@@ -404,9 +404,12 @@ class Service:
             if failures:
                 # The dead-letter queue or our own queue is gone: keep the batch unacked.
                 raise BrokerError(f"could not dead-letter/retry: {next(iter(failures.values()))}")
-        for reply_to, wire, cid in out.replies:
-            conn.publish(reply_to, wire, exchange="", correlation_id=cid, confirm=False, wait=False)
-        conn.ack(deliveries[-1].tag, multiple=True)
+        with conn.corked():
+            for reply_to, wire, cid in out.replies:
+                conn.publish(
+                    reply_to, wire, exchange="", correlation_id=cid, confirm=False, wait=False
+                )
+            conn.ack(deliveries[-1].tag, multiple=True, flush=False)
         self._counts["batches"] += 1
         self._last_batch_at = self.clock()
 
