@@ -123,6 +123,23 @@ class RuleViolation(StoreError):
             self.title = title
 
 
+class ImmediateSqliteDatabase(peewee.SqliteDatabase):
+    """SQLite whose top-level transactions begin IMMEDIATE.
+
+    A node writes its store from several threads (the service loop, the outbox relay, control
+    commands, the retention job). A deferred transaction that has read a snapshot cannot upgrade
+    to a writer once another connection committed after that snapshot: SQLite fails at once with
+    "database is locked" (SQLITE_BUSY_SNAPSHOT) instead of waiting its busy timeout. Taking the
+    write lock when the transaction begins makes writers queue on the busy timeout instead.
+    Nested atomic blocks are savepoints and unaffected; plain reads need no transaction.
+    """
+
+    def atomic(self, *args: Any, **kwargs: Any) -> Any:
+        if not args and "lock_type" not in kwargs:
+            kwargs["lock_type"] = "IMMEDIATE"
+        return super().atomic(*args, **kwargs)
+
+
 def open_database(url: str, *, bind: bool = True) -> peewee.Database:
     """Open (lazily connect) the database a store URL names.
 
@@ -148,7 +165,7 @@ def open_database(url: str, *, bind: bool = True) -> peewee.Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreUnavailable(f"cannot create the directory of {path}: {exc}") from exc
-        db = peewee.SqliteDatabase(path, pragmas=list(SQLITE_PRAGMAS), timeout=10, **options)
+        db = ImmediateSqliteDatabase(path, pragmas=list(SQLITE_PRAGMAS), timeout=10, **options)
     elif scheme in ("postgresql", "postgres"):
         dbname = unquote(parsed.path[1:])
         if not dbname:

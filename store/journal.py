@@ -123,8 +123,12 @@ class PeeweeJournal:
         return self._db
 
     def atomic(self) -> AbstractContextManager[Any]:
-        """One transaction; nested inside another it is a savepoint (peewee's atomic)."""
-        return self._db.atomic()
+        """One transaction; nested inside another it is a savepoint (peewee's atomic).
+
+        On SQLite a top-level transaction begins IMMEDIATE (store.db.ImmediateSqliteDatabase),
+        because a handler reads before it writes while other threads of the node write too.
+        """
+        return self._db.atomic()  # IMMEDIATE on SQLite: see store.db.ImmediateSqliteDatabase
 
     def inbox_contains(self, msg_id: str) -> bool:
         with translate_errors():
