@@ -197,3 +197,29 @@ def wait_until(pred: Callable[[], Any], timeout: float = 30.0, what: str = "cond
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def dead_letters(app: Appliance) -> list[dict[str, Any]]:
+    """Drain the appliance's dead-letter queue: reason, node and the original type of each."""
+    from broker.amqp import AmqpConnection
+    from broker.envelope import peek_header
+
+    conn = AmqpConnection(
+        app.config.broker.url, exchange=app.config.broker.exchange, name="test-dlq"
+    )
+    out = []
+    try:
+        conn.connect()
+        while (d := conn.get(app.config.broker.dead_letter_queue)) is not None:
+            h = peek_header(d.body)
+            out.append(
+                {
+                    "reason": d.headers.get("x-juki-reason"),
+                    "node": d.headers.get("x-juki-node"),
+                    "detail": d.headers.get("x-juki-detail"),
+                    "type": h.type if h else None,
+                }
+            )
+    finally:
+        conn.close()
+    return out
