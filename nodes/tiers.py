@@ -18,7 +18,7 @@ from broker.service import Context, HandlerError
 from nodes.env import NodeEnv
 from store import identity
 from store.auditlog import record_provision
-from store.digest import DigestTree, build_tree, provided_items
+from store.digest import DigestTree, build_tree, provided_view
 from store.ordering import is_duplicate, keep_as_history, supersedes
 from store.records import ProvidedIdentity, provided_from_dict, provided_to_dict
 from store.validation import validate_search
@@ -110,6 +110,7 @@ class DigestSessions:
     """
 
     TTL = 600.0
+    KEEP = 4
 
     def __init__(self, tier: str, clock: Callable[[], float] = time.time) -> None:
         self.tier = tier
@@ -126,27 +127,31 @@ class DigestSessions:
             hit = self._trees.get(key)
             if hit is not None:
                 return hit[1]
+        started = time.perf_counter()
         tree = build_tree(self.tier, municipality)
+        log.info(
+            "%s digest tree of %s: %d records in %.1fs",
+            self.tier,
+            municipality,
+            tree.total,
+            time.perf_counter() - started,
+        )
         with self._lock:
             self._trees[key] = (self.clock(), tree)
+            # a city's tree is tens of megabytes: keep only the latest few checks' trees
+            for k in sorted(self._trees, key=lambda k: self._trees[k][0])[: -self.KEEP]:
+                del self._trees[k]
         return tree
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
         tree = self.tree(body["session"], body["municipality"])
-        digests = []
-        leaves = []
-        for prefix in body["prefixes"]:
-            h, n = tree.digest(prefix)
-            digests.append({"prefix": prefix, "hash": h, "count": n})
-            if body["leaves"]:
-                leaves += [
-                    {"code": c, "hash": lh} for c, lh in sorted(tree.leaves_under(prefix).items())
-                ]
-        return {"digests": digests, "leaves": leaves, "total": tree.total}
+        return tree.answer(body["prefixes"], bool(body["leaves"]))
 
 
 def records_for(tier: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {"records": [d for _, d in provided_items(tier, body["municipality"], body["codes"])]}
+    """The differing records a consistency check asks for, in the view its tree hashed (raw
+    rows, so a row corrupted into something the dataclasses would refuse is still shown)."""
+    return {"records": provided_view(tier, body["municipality"], body["codes"])}
 
 
 def forward_body(provided: ProvidedIdentity, repair: bool) -> dict[str, Any]:
