@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import store.register  # noqa: F401  (registers the registry's tables before its store opens)
 from juki.config import ApplianceConfig, ConfigError
 from nodes.stores import open_node_store
-from store import identity, register
+from store import identity, register  # register: its tables exist before its store opens
 from store.db import current_database, is_postgresql, translate_errors
 from store.models import (
     IssuedNumberRow,
