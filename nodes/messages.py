@@ -336,9 +336,10 @@ def registry() -> SchemaRegistry:
     """The plumbing types plus the whole catalogue (every node understands every type; the
     route table, not the schema, decides who may send what)."""
     from nodes.messages_cards import CARD_CATALOGUE
+    from nodes.messages_sessions import SESSION_CATALOGUE
 
     reg = plumbing_types()
-    for mt in (*CATALOGUE, *CARD_CATALOGUE):
+    for mt in (*CATALOGUE, *CARD_CATALOGUE, *SESSION_CATALOGUE):
         reg.register(mt)
     return reg
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import pytest
 
 from tests.nodes.appliance import Appliance, wait_until
+from tests.nodes.sessions import open_test_session
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
-OP = {"operator_id": "op-131016-01", "task": "特例転入", "reason": "転入届の受付"}
+OP = {"task": "特例転入", "reason": "転入届の受付"}
 FIELDS = (
     "resident_code, name_kanji, birth_date, sex, address, individual_number, change_reason, "
     "change_date, municipality_code, record_status, sequence"
@@ -57,18 +58,20 @@ def test_birth_number_move_within_move_out_tokurei_movein_and_death(appliance: A
     )
     assert pending == [("pending",)]
 
+    clerk = open_test_session(app, "term.131016.001", "op-131016-01", tasks=("特例転入",))
     with app.client("term.131016.001") as terminal:
-        listed = terminal.call("cs.131016", "cs.op.pending_moveouts", OP)["pending"]
+        listed = terminal.call(
+            "cs.131016", "cs.op.pending_moveouts", clerk.sign("cs.op.pending_moveouts", OP)
+        )["pending"]
         assert code in [p["resident_code"] for p in listed]
+        movein = {
+            **OP,
+            "resident_code": code,
+            "new_address": "東京都千代田区麹町三丁目3番3号",
+            "moved_in_on": "2026-11-26",
+        }
         terminal.call(
-            "cs.131016",
-            "cs.op.tokurei_movein",
-            {
-                **OP,
-                "resident_code": code,
-                "new_address": "東京都千代田区麹町三丁目3番3号",
-                "moved_in_on": "2026-11-26",
-            },
+            "cs.131016", "cs.op.tokurei_movein", clerk.sign("cs.op.tokurei_movein", movein)
         )
     wait_until(
         lambda: (_current(app, "national", "national_identity", code) or ("",) * 9)[8] == "131016",
