@@ -15,9 +15,9 @@ cardmgmt.cs.card_state             request CS → 機構: a card's state (pre-ch
                                            card status at the counter)
 cardmgmt.cs.issue                  request CS → 機構: 交付 with the resident's PINs; the reply
                                            carries the card image (tui/card image format 1)
-cs.op.card_event                   request terminal → CS (T-11)
-cs.op.card_issue                   request terminal → CS (T-10)
-cs.op.card_check                   request terminal → CS (T-03, CS-2)
+cs.op.card.event                   request terminal → CS (T-11)
+cs.op.card.issue                   request terminal → CS (T-10)
+cs.op.card.check                   request terminal → CS (T-03, CS-2)
 =================================  ======  ==================================================
 
 PINs travel only inside encrypted bodies (terminal → CS → 機構 → back in the image); no
@@ -146,7 +146,7 @@ CARD_CATALOGUE: tuple[MessageType, ...] = (
     ),
     # ---- 統合端末 → 市町村CS ----------------------------------------------------------------
     _t(
-        "cs.op.card_event",
+        "cs.op.card.event",
         REQUEST,
         {**OPERATOR, "event": EVENT, "serial": SERIAL, "resident_code": CODE},
         {
@@ -157,7 +157,7 @@ CARD_CATALOGUE: tuple[MessageType, ...] = (
         },
     ),
     _t(
-        "cs.op.card_issue",
+        "cs.op.card.issue",
         REQUEST,
         {
             **OPERATOR,
@@ -169,7 +169,7 @@ CARD_CATALOGUE: tuple[MessageType, ...] = (
         {"serial": SERIAL, "state": STATE, "expires": DATE, "image": CARD_IMAGE},
     ),
     _t(
-        "cs.op.card_check",
+        "cs.op.card.check",
         REQUEST,
         {**OPERATOR, "resident_code": CODE, "card": CARD_SEEN, "serial": Optional(SERIAL)},
         {

@@ -47,6 +47,8 @@ __all__ = [
     "BACKUP_EXCLUDED_TABLES",
     "CARD_STATE_LABELS",
     "TRANSITIONS",
+    "USABLE_STATES",
+    "Card",
     "CardEvent",
     "CardEventRow",
     "CardRow",
@@ -506,7 +508,3 @@ def forget_relayed_destination_notices(type_name: str) -> int:
             .where((Outbox.type == type_name) & Outbox.sent_at.is_null(False))
             .execute()
         )
-
-
-def utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
