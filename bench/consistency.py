@@ -1,0 +1,232 @@
+"""本人確認情報整合 (CS-6) at city scale: 1,100,000 residents, 25 rows spoiled at the prefecture.
+
+The issue's consistency test, run once at full size on an isolated appliance (its own config,
+keys, SQLite stores and RabbitMQ names; every node its own process under `juki up`):
+
+1. `juki seed` 仙台市 with N residents (default 1,100,000; the other two cities get a few);
+2. spoil 25 rows of 仙台市 at pref.04 directly in its SQLite store — edits of different items,
+   a changed 更新順番号, a changed レコード状況, and deletions;
+3. time the tree builds alone (CS, prefecture and national stores, in this process);
+4. `nodes.consistency.run_check` as 仙台市's CS: time per phase, round trips, bytes (msgpack
+   bodies and sealed wire), the full-dump size of the municipality and the ratio; check that it
+   found exactly those 25 records with the right kinds and items;
+5. `repair=True`, wait for the network to settle, and check again: zero mismatches.
+
+Prints the figures and writes bench/results/consistency.json.
+
+    .venv/bin/python bench/consistency.py                      # 1.1 M (a few minutes)
+    .venv/bin/python bench/consistency.py --residents 20000    # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nodes.consistency import ProgressEvent, run_check  # noqa: E402
+from store.db import open_database  # noqa: E402
+from store.digest import PROVIDED_KEYS, scan  # noqa: E402
+from tests.nodes.appliance import Appliance  # noqa: E402
+
+SENDAI = "041009"
+PREF = "pref.04"
+TABLE = "prefecture_identity"
+
+# what is done to a prefecture row (the expected kind and items are read off the row itself)
+SPOILS: list[tuple[str, str]] = [
+    ("氏名", "UPDATE {t} SET name_kanji = name_kanji || '改' WHERE resident_code = ?"),
+    (
+        "ふりがな",
+        "UPDATE {t} SET name_kana = name_kana || 'ア', name_kana_seion = name_kana_seion || 'ア' "
+        "WHERE resident_code = ?",
+    ),
+    ("住所", "UPDATE {t} SET address = address || '２' WHERE resident_code = ?"),
+    ("生年月日", "UPDATE {t} SET birth_date = date(birth_date, '-1 day') WHERE resident_code = ?"),
+    (
+        "性別",
+        "UPDATE {t} SET sex = CASE sex WHEN '1' THEN '2' ELSE '1' END WHERE resident_code = ?",
+    ),
+    ("個人番号", "UPDATE {t} SET individual_number = '000000000000' WHERE resident_code = ?"),
+    ("更新順番号", "UPDATE {t} SET sequence = sequence - 1 WHERE resident_code = ?"),
+    (
+        "異動事由+異動年月日",
+        "UPDATE {t} SET change_reason = CASE change_reason WHEN '転居' THEN '転入' ELSE '転居' "
+        "END, change_date = date(change_date, '+1 day') WHERE resident_code = ?",
+    ),
+    (
+        "レコード状況",
+        "UPDATE {t} SET record_status = CASE record_status WHEN '現存' THEN '消除' "
+        "ELSE '現存' END WHERE resident_code = ?",
+    ),
+    ("削除", "DELETE FROM {t} WHERE resident_code = ?"),
+]
+PLAN = [0, 1, 2, 3, 4, 5, 6, 6, 6, 7, 8, 9, 9, 9, 9, 9, 9, 0, 2, 3, 4, 5, 2, 9, 6]
+"""Which spoil each of the 25 rows gets: 7 deletions, 4 changed 更新順番号, the rest edits."""
+COLUMNS = ", ".join(PROVIDED_KEYS)
+
+
+def _phase(name: str, started: float, out: dict[str, float]) -> float:
+    now = time.perf_counter()
+    out[name] = round(now - started, 3)
+    print(f"  {name}: {out[name]:.2f} s", flush=True)
+    return now
+
+
+def _spoil(app: Appliance, rng: random.Random) -> dict[str, tuple[str, str, list[str]]]:
+    """Spoil len(PLAN) distinct 仙台市 rows at the prefecture; code → (what, kind, items)."""
+    cs_db = app.base / "var" / "db" / f"cs.{SENDAI}.db"
+    with sqlite3.connect(f"file:{cs_db}?mode=ro", uri=True) as conn:
+        (count,) = conn.execute("SELECT COUNT(*) FROM identity").fetchone()
+        ids = rng.sample(range(1, count + 1), len(PLAN) * 3)
+        marks = ",".join("?" * len(ids))
+        # not persons removed by 転出: their repair is an ordinary notice (see nodes.consistency)
+        rows = conn.execute(
+            f"SELECT resident_code, individual_number FROM identity WHERE id IN ({marks}) "
+            "AND change_reason <> '転出'",
+            ids,
+        ).fetchall()
+    codes = [c for c, number in rows if number][: len(PLAN)]
+    assert len(codes) == len(PLAN), "not enough residents with a 個人番号 to spoil"
+    expected = {}
+    pref_db = app.base / "var" / "db" / f"{PREF}.db"
+    conn = sqlite3.connect(pref_db, timeout=60)
+    read = f"SELECT {COLUMNS} FROM {TABLE} WHERE resident_code = ?"
+    try:
+        with conn:
+            for code, which in zip(codes, PLAN, strict=True):
+                what, sql = SPOILS[which]
+                before = conn.execute(read, (code,)).fetchone()
+                assert conn.execute(sql.format(t=TABLE), (code,)).rowcount == 1
+                after = conn.execute(read, (code,)).fetchone()
+                if after is None:
+                    expected[code] = (what, "missing", sorted(PROVIDED_KEYS))
+                    continue
+                items = [k for k, a, b in zip(PROVIDED_KEYS, before, after, strict=True) if a != b]
+                assert items, f"spoil {what} changed nothing"
+                expected[code] = (what, "differs", sorted(items))
+    finally:
+        conn.close()
+    return expected
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--residents", type=int, default=1_100_000)
+    parser.add_argument("--others", type=int, default=200, help="residents of the other cities")
+    parser.add_argument("--base", type=Path, help="appliance directory (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the appliance directory")
+    parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/consistency.json")
+    args = parser.parse_args()
+
+    base = args.base or Path(tempfile.mkdtemp(prefix="juki-bench-consistency-"))
+    base.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(args.seed)
+    seconds: dict[str, float] = {}
+    app = Appliance(base)
+    print(f"appliance in {base}", flush=True)
+    t = time.perf_counter()
+    app.juki("keys", "init")
+    app.juki("store", "init", "--all")
+    for m in app.config.municipalities:
+        n = args.residents if m == SENDAI else args.others
+        app.juki("seed", "--municipality", m, "--residents", str(n), "--quiet", timeout=7200)
+    t = _phase("seed", t, seconds)
+    try:
+        app.start(timeout=120)
+        t = _phase("start", t, seconds)
+        expected = _spoil(app, rng)
+        t = _phase("spoil", t, seconds)
+
+        # tree builds alone, in this process, on each store (what each side pays per check)
+        builds: dict[str, float] = {}
+        dump = 0
+        for node, tier in ((f"cs.{SENDAI}", "cs"), (PREF, "prefecture"), ("national", "national")):
+            db = open_database(app.config.store_url(node))
+            started = time.perf_counter()
+            tree, size = scan(tier, SENDAI)
+            builds[node] = round(time.perf_counter() - started, 3)
+            dump = size if tier == "cs" else dump
+            print(f"  tree {node}: {tree.total:,} records in {builds[node]:.2f} s", flush=True)
+            db.close()
+
+        last = [0.0]
+
+        def show(e: ProgressEvent) -> None:
+            now = time.perf_counter()
+            print(f"  [{e.done:>2}/{e.total}] +{now - last[0]:6.2f}s {e.description}", flush=True)
+            last[0] = now
+
+        last[0] = time.perf_counter()
+        report = run_check(app.config, SENDAI, progress=show)
+        t = _phase("check", t, seconds)
+        found = {m.resident_code: (m.kind, m.fields) for m in report.mismatches}
+        wanted = {code: (kind, items) for code, (_, kind, items) in expected.items()}
+        exact = found == wanted and all(m.tier == "prefecture" for m in report.mismatches)
+        if not exact:
+            for code in sorted(set(found) | set(wanted)):
+                if found.get(code) != wanted.get(code):
+                    print(f"  MISMATCH {code}: found {found.get(code)} wanted {wanted.get(code)}")
+
+        repaired = run_check(app.config, SENDAI, repair=True)
+        app.quiet(timeout=300)
+        t = _phase("repair", t, seconds)
+        after = run_check(app.config, SENDAI)
+        t = _phase("check_after_repair", t, seconds)
+    finally:
+        app.stop()
+        if not args.keep and args.base is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+    d = report.to_dict()
+    result: dict[str, Any] = {
+        "residents": args.residents,
+        "spoiled_at_prefecture": len(expected),
+        "spoils": sorted({what for what, _, _ in expected.values()}),
+        "found": len(report.mismatches),
+        "found_exactly_the_spoiled": exact,
+        "seconds": seconds,
+        "tree_build_seconds": builds,
+        "check_seconds": report.seconds,
+        "peers": d["peers"],
+        "round_trips": d["round_trips"],
+        "body_bytes": d["body_bytes"],
+        "wire_bytes": d["wire_bytes"],
+        "full_dump_bytes_per_peer": d["full_dump_bytes"],
+        "full_dump_bytes_all_peers": d["full_dump_bytes_all_peers"],
+        "ratio_wire_to_full_dump": d["ratio_to_full_dump"],
+        "repairs_queued": len(repaired.repairs),
+        "mismatches_after_repair": len(after.mismatches),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    assert dump == report.full_dump_bytes
+    print(
+        json.dumps({k: v for k, v in result.items() if k != "peers"}, indent=2, ensure_ascii=False)
+    )
+    for p in d["peers"]:
+        print(
+            f"  {p['node']}: {p['records']:,} records, {p['round_trips']} round trips, "
+            f"{p['wire_bytes']:,} wire bytes ({p['body_bytes']:,} body), {p['mismatches']} "
+            f"mismatches, {p['seconds']}"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"written to {args.out}")
+    return 0 if exact and not after.mismatches else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
