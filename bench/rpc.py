@@ -305,11 +305,13 @@ def measure(factory: Callable[[int], Callable[[], Any]], clients: int, seconds: 
     except threading.BrokenBarrierError:
         raise RuntimeError(f"client failed to start: {errors[0]!r}") from None
     start = time.perf_counter()
+    cpu0 = time.process_time()
     time.sleep(seconds)
     done.set()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    client_cpu = time.process_time() - cpu0
     if errors:
         raise RuntimeError(f"client failed: {errors[0]!r}")
     flat = sorted(x for per in latencies for x in per)
@@ -319,11 +321,36 @@ def measure(factory: Callable[[int], Callable[[], Any]], clients: int, seconds: 
         "calls_per_s": round(len(flat) / elapsed, 1),
         "p50_ms": round(statistics.median(flat) * 1000, 3),
         "p99_ms": round(flat[int(len(flat) * 0.99)] * 1000, 3),
+        "client_cpu_us_per_call": round(client_cpu / max(1, len(flat)) * 1e6, 1),
     }
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_server_cpu(pid: int, sample: Callable[[], dict]) -> dict:
+    """Adds the server process's CPU per call: load-independent, unlike calls/s on a shared
+    host (the warm-up calls are included in the server's share, so it is a slight overestimate)."""
+    before = process_cpu(pid)
+    result = sample()
+    used = process_cpu(pid) - before
+    result["server_cpu_us_per_call"] = round(used / max(1, result["calls"]) * 1e6, 1)
+    return result
 
 
 def nameko_measure(spec: dict[str, Any], clients: int, seconds: float) -> dict:
     """nameko clients need eventlet; they run in a child process, reporting JSON."""
+    try:
+        return _nameko_measure(spec, clients, seconds)
+    except subprocess.CalledProcessError:
+        # kombu occasionally reports ECONNREFUSED when 8 proxies connect at once; retry once
+        return _nameko_measure(spec, clients, seconds)
+
+
+def _nameko_measure(spec: dict[str, Any], clients: int, seconds: float) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--nameko-clients", str(clients), str(seconds)],
         input=json.dumps(spec),
@@ -445,16 +472,17 @@ def main() -> None:
     samples: dict[str, dict[str, list[dict]]] = {
         v: {str(n): [] for n in CLIENT_COUNTS} for v in samplers
     }
-    servers = [start_server(name, spec) for name in samplers]
+    servers = {name: start_server(name, spec) for name in samplers}
     try:
         # Interleaved rounds: the host is shared, so load changes over a run; each round measures
         # every variant back to back and the ratios are taken per round.
         for n in CLIENT_COUNTS:
             for _ in range(args.rounds):
                 for name, sample in samplers.items():
-                    samples[name][str(n)].append(sample(n))
+                    result = with_server_cpu(servers[name].pid, lambda s=sample, k=n: s(k))
+                    samples[name][str(n)].append(result)
     finally:
-        for server in servers:
+        for server in servers.values():
             stop_server(server)
         cleanup(spec)
 
@@ -474,7 +502,9 @@ def main() -> None:
             best[name][str(n)] = b
             print(
                 f"{name:7s} {n} client(s): best {b['calls_per_s']:8.1f} calls/s  "
-                f"p50 {b['p50_ms']:.3f} ms  p99 {b['p99_ms']:.3f} ms   all: "
+                f"p50 {b['p50_ms']:.3f} ms  p99 {b['p99_ms']:.3f} ms  "
+                f"cpu/call client {b['client_cpu_us_per_call']:.0f} us "
+                f"server {b['server_cpu_us_per_call']:.0f} us   all: "
                 + ", ".join(f"{r['calls_per_s']:.0f}" for r in samples[name][str(n)])
             )
     results["best"] = best

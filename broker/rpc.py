@@ -153,6 +153,7 @@ class RpcClient:
                 reply_to=self._reply_to,
                 correlation_id=msg_id,
                 message_id=msg_id,
+                wait=False,  # written by the wait below: one I/O loop pass per call
             )
             deadline = time.monotonic() + seconds
             while self._result is None:
