@@ -147,9 +147,13 @@ def test_many_notices_are_group_committed(node: Any, admin: AmqpConnection, worl
 
 
 def test_handler_send_writes_outbox_row_in_the_same_transaction(node: Any) -> None:
-    _service, journal, _handlers, client = node
+    service, journal, _handlers, client = node
     client.notify("svc", "test.relay", {"n": 1, "text": "onward"})
     eventually(lambda: journal.outbox_depth() == 1)
+    health = service.health()
+    assert health["connected"] is True
+    assert health["outbox_depth"] == 1
+    assert 0 <= health["inbox_lag_seconds"] < 5
     [entry] = journal.outbox_pending(10)
     assert (entry.recipient, entry.type, entry.body) == (
         "peer",
@@ -344,3 +348,30 @@ def test_service_reconnects_after_its_connection_is_closed_and_loses_nothing(
     health = eventually(lambda: service.health()["connected"] and service.health())
     assert health["disconnects"] >= 1
     assert client.call("svc", "ping", {})["node"] == "svc"
+
+
+def test_send_on_a_route_the_table_forbids_fails_the_handler_not_the_relay(
+    world: World, topology: Topology, admin: AmqpConnection
+) -> None:
+    journal = MemoryJournal()
+
+    def misroute(msg: Message, ctx: Context) -> None:
+        ctx.send("cli", "test.relay", {"n": 1, "text": "national may not notify a terminal"})
+
+    service = Service(
+        "svc",
+        world.identities["svc"],
+        world.trust,
+        world.routes,
+        world.schemas,
+        {"test.relay": misroute},
+        journal,
+        topology=topology,
+        config=ServiceConfig(url=AMQP_URL, max_attempts=2),
+    )
+    with running(service):
+        admin.publish("svc", world.seal("cli", "svc", "test.relay", {"n": 0, "text": "x"}))
+        [dead] = _dead(admin, topology)
+    assert dead.headers["x-juki-reason"] == "poison"
+    assert "route does not allow" in dead.headers["x-juki-detail"]
+    assert journal.outbox_depth() == 0
