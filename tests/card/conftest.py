@@ -8,10 +8,12 @@ vsmartcard-vpcd. A pcscd started here is left running for other suites.
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +24,9 @@ from tui.card import pcsc, slots
 from tui.card.errors import CardError, ReaderUnavailable
 from tui.card.image import CardImage, MyNumberImage, save_image
 from tui.card.operator import new_operator_image
+
+PCSC_LOCK = Path("/tmp/juki-pcsc.lock")
+"""vpcd has two slots for the whole machine; every test that puts cards in them holds this."""
 
 PIN_KENHOJO = "4321"
 PIN_JUKI = "8765"
@@ -109,15 +114,28 @@ class Cards:
             self.remove(slot)
 
 
+@contextmanager
+def pcsc_slots() -> Iterator[None]:
+    """Exclusive use of the vpcd slots (tests/card and the card end-to-end tests share them,
+    possibly from parallel pytest processes)."""
+    with open(PCSC_LOCK, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 @pytest.fixture
 def cards(pcscd: None, tmp_path: Path) -> Iterator[Cards]:
     (tmp_path / "run").mkdir()
     (tmp_path / "images").mkdir()
     deck = Cards(tmp_path / "run", tmp_path / "images")
-    try:
-        yield deck
-    finally:
-        deck.close()
+    with pcsc_slots():
+        try:
+            yield deck
+        finally:
+            deck.close()
 
 
 ImageFactory = Callable[..., MyNumberImage]
