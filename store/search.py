@@ -23,8 +23,6 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-import peewee
-
 from store.db import RuleViolation, current_database, is_postgresql, translate_errors
 from store.identity import Tier, _Codec, _cs, _tier
 from store.kana import to_seion
@@ -117,56 +115,57 @@ def _compile(
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
 
-    db = current_database()
-    model = codec.model
-    column = model._meta.fields
     # Which index drives the search. PostgreSQL's planner has value histograms and chooses
     # well; SQLite only knows index sizes and would happily range-scan 住所 "宮城県" (the whole
     # city). 生年月日 is the most selective (some 30 people per date in a city of a million),
-    # then the kanji name, then the kana; 住所 never drives. The others become filters.
-    sqlite = not is_postgresql(db)
+    # then the kanji name, then the kana; 住所 never drives (it is the second column of the
+    # name indexes, so it filters inside them). SQLite's unary "+" keeps a term off an index.
+    db = current_database()
+    pg = is_postgresql(db)
+    p = db.param
     driver = "birth_date" if birth_date is not None else ("name_kanji" if name else "kana")
+    where: list[str] = []
+    params: list[Any] = []
 
-    def col(name: str, drives: bool) -> Any:
-        field = column[name]
-        return field if drives or not sqlite else peewee.NodeList((peewee.SQL("+"), field), "")
+    def prefix(column: str, value: str, drives: bool) -> None:
+        ref = f'"t1"."{column}"'
+        if pg:
+            # text_pattern_ops index + LIKE with a literal prefix; LIKE's own wildcards escaped.
+            escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append(f"{ref} LIKE {p}")
+            params.append(escaped + "%")
+        else:
+            # A range on the BINARY-collated index (SQLite's LIKE folds case and skips indexes).
+            ref = ref if drives else "+" + ref
+            where.append(f"{ref} >= {p} AND {ref} < {p}")
+            params.extend((value, value + _TOP))
 
-    conditions: list[peewee.Expression] = []
     if name:
-        conditions.append(_prefix(db, col("name_kanji", driver == "name_kanji"), name))
+        prefix("name_kanji", name, driver == "name_kanji")
     if kana:
-        conditions.append(_prefix(db, col("name_kana_seion", driver == "kana"), kana))
+        prefix("name_kana_seion", kana, driver == "kana")
     if address:
-        conditions.append(_prefix(db, col("address", False), address))
+        prefix("address", address, False)
     if birth_date is not None:
-        conditions.append(column["birth_date"] == birth_date)
+        where.append(f'"t1"."birth_date" = {p}')
+        params.append(birth_date.isoformat())
     if sex is not None:
-        conditions.append(column["sex"] == Sex(sex))
+        where.append(f'"t1"."sex" = {p}')
+        params.append(Sex(sex).value)
     if not include_removed:
-        conditions.append(column["record_status"] == RecordStatus.CURRENT)
-    query = (
-        model.select(*(column[n] for n in codec.names))
-        .where(*conditions)
-        .order_by(column["name_kana_seion"], column["resident_code"])
-        .limit(limit)
+        where.append(f'"t1"."record_status" = {p}')
+        params.append(RecordStatus.CURRENT.value)
+    sql = (
+        f"{codec.select_sql} WHERE {' AND '.join(where)} "
+        f'ORDER BY "t1"."name_kana_seion", "t1"."resident_code" LIMIT {int(limit)}'
     )
-    sql, params = db.get_sql_context().sql(query).query()
-    return sql, list(params)
+    return sql, params
 
 
 def _given(value: str | None) -> str | None:
     if value is None:
         return None
     return value.strip() or None
-
-
-def _prefix(db: peewee.Database, field: Any, prefix: str) -> peewee.Expression:
-    if is_postgresql(db):
-        # text_pattern_ops index + LIKE with a literal prefix; escape LIKE's own wildcards.
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return peewee.Expression(field, "LIKE", escaped + "%")
-    # SQLite: a range on the BINARY-collated index; LIKE would be case-folding and unindexed.
-    return (field >= prefix) & (field < prefix + _TOP)
 
 
 def _run(codec: _Codec[Any], sql: str, params: list[Any]) -> list[Any]:
