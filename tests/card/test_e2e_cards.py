@@ -20,7 +20,7 @@ import pytest
 from broker.errors import RemoteError
 from nodes.registry_cards import destination_for
 from tests.card.conftest import Cards
-from tests.nodes.appliance import Appliance, write_config
+from tests.nodes.appliance import Appliance, dead_letters, write_config
 from tests.nodes.sessions import TestSession, open_test_session
 from tui.card import reader
 from tui.card.image import MyNumberImage, image_from_dict, load_image, save_image
@@ -173,6 +173,20 @@ def test_birth_number_card_counter_check_and_move(sendai: Appliance, cards: Card
     assert fields(answer)["address"] == ("mismatch", True)
     assert all(v == ("match", False) for f, v in fields(answer).items() if f != "address")
     assert answer["record"]["address"] == new_address
+
+    # ---- CS-7 freshness: the pre-move 送付先 sent again is refused with the rule, not forwarded
+    with app.client(REGISTRY) as registry:
+        registry.notify(
+            CS, "cs.registry.destination", {"record": {**record, "destination_id": "OLD"}}
+        )
+    refused = wait_for(
+        lambda: [d for d in dead_letters(app) if d["type"] == "cs.registry.destination"],
+        "the stale 送付先 dead-lettered by the CS",
+    )
+    assert [(d["reason"], d["node"]) for d in refused] == [("CS-7", CS)]
+    assert "address" in refused[0]["detail"]
+    assert app.rows(CS, "SELECT 1 FROM destination WHERE management_number = 'OLD'") == []
+    assert app.control("cardmgmt", "cardmgmt.destination", destination_id="OLD")["record"] is None
 
     # ---- 券面記載事項変更 at the counter (the chip's address rewritten) → match again
     cards.remove(SLOT)
