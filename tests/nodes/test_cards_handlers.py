@@ -102,8 +102,8 @@ class Wire:
         self.delivered.append((sender, recipient, type, body))
         self._run(recipient, self._message(sender, recipient, type, Kind.NOTICE, body))
 
-    def login(self, operator_id: str = "op-0001") -> None:
-        """An operator with the card task and an open session at TERMINAL (what T-01 leaves
+    def login(self, operator_id: str = "op-0001", terminal: str = TERMINAL) -> None:
+        """An operator with the card task and an open session at `terminal` (what T-01 leaves
         behind), so that operator requests pass the CS's session check."""
         with self.db.atomic():
             operators.ensure_default_tasks()
@@ -111,14 +111,16 @@ class Wire:
             self.signer = Signer.generate()
             card = Signer.generate().verify_key
             self.session = operators.open_session(
-                operator_id, TERMINAL, card, self.signer.verify_key, now=self.now[0]
+                operator_id, terminal, card, self.signer.verify_key, now=self.now[0]
             ).session_id
+        self.terminal = terminal
 
     def operate(self, type: str, body: dict[str, Any]) -> Any:
-        """A signed operator request from TERMINAL, as tui/session.Session.sign makes it."""
+        """A signed operator request from the terminal, as tui/session.Session.sign makes it."""
         signed = {**body, "session": self.session}
         signed["signature"] = self.signer.sign(operators.command_message(type, signed))
-        return self.request(TERMINAL, CS, type, signed)
+        cs = self.config.cs_for_municipality(self.config.node(self.terminal).municipality or "")
+        return self.request(self.terminal, cs, type, signed)
 
     def request(self, sender: str, recipient: str, type: str, body: dict[str, Any]) -> Any:
         self._check(sender, recipient, type, "request", body)
@@ -612,3 +614,30 @@ def test_card_check_reports_the_card_state(wire: Wire) -> None:
     answer = check(wire, person, seen(person), serial)
     assert answer["verdict"] == "match"
     assert (answer["card_state"], answer["card_usable"]) == ("suspended", False)
+
+
+def test_a_card_is_handed_over_only_where_it_was_sent_and_with_its_number(wire: Wire) -> None:
+    person = on_file(resident())
+    serial = applied_card(wire, person)
+
+    wire.login("op-0002", "term.042021.001")  # 石巻市's counter
+    with pytest.raises(RemoteError) as caught:
+        issue(wire, person, operator_id="op-0002")
+    assert caught.value.code == "wrong_municipality"
+
+    wire.login("op-0003")
+    renumbered = on_file(replace(person, individual_number="999999999991", sequence=3))
+    with pytest.raises(RemoteError) as caught:
+        issue(wire, renumbered, operator_id="op-0003")
+    assert caught.value.code == "number_mismatch"  # 個人番号変更 since the application
+    assert CardRow.get(CardRow.serial == serial).state == "applied"
+
+
+def test_an_event_naming_someone_elses_card_is_refused_at_the_cs(wire: Wire) -> None:
+    holder = on_file(resident())
+    other = on_file(resident(resident_code=random_resident_code(random.Random(11))))
+    serial = applied_card(wire, holder)
+    with pytest.raises(RemoteError) as caught:
+        event(wire, other, serial, "廃止")
+    assert caught.value.code == "card_mismatch"
+    assert wire.pending == [] and CardRow.get(CardRow.serial == serial).state == "applied"
