@@ -33,18 +33,23 @@ class Sample:
 
 
 class BiometricSensor(Protocol):
-    """A hand-vein sensor. ``capture`` blocks (call it from a worker thread)."""
+    """A hand-vein sensor. ``capture`` blocks (call it from a worker thread).
+
+    ``claimed`` is the 操作者ID being verified or enrolled (1:1 照合); an SDK may use it or not.
+    """
 
     name: str
 
-    def capture(self, timeout: float = 10.0) -> Sample: ...
+    def capture(self, claimed: str | None = None, timeout: float = 10.0) -> Sample: ...
 
 
 class EmulatedSensor:
     """The emulation's sensor: `present(person)` puts someone's hand on it.
 
     Args:
-        person: who is at the sensor now (None: nobody; a capture then fails).
+        person: who is at the sensor now. None means "the person who is claimed": the operator
+            whose card was just read (login) or who is being enrolled — the honest case. Tests
+            present someone else to play an impostor.
         noise: per-feature noise of one capture.
         seed: makes the capture noise reproducible (tests, snapshots).
     """
@@ -67,9 +72,9 @@ class EmulatedSensor:
     def person(self) -> str | None:
         return self._person
 
-    def capture(self, timeout: float = 10.0) -> Sample:
+    def capture(self, claimed: str | None = None, timeout: float = 10.0) -> Sample:
         with self._lock:
-            person = self._person
+            person = self._person if self._person is not None else claimed
             if person is None:
                 raise SensorError("no hand on the sensor")
             features = synthetic_capture(synthetic_hand(person), self._rng, self._noise)

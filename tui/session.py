@@ -224,7 +224,7 @@ def login(
     on_step("sign")
     card_signature = card.sign(card_certified_message(ch["challenge"], signer.verify_key))
     on_step("biometric")
-    sample = sensor.capture()
+    sample = sensor.capture(operator_id)
     on_step("verify")
     body: dict[str, Any] = {
         "operator_id": operator_id,

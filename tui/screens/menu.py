@@ -1,0 +1,94 @@
+"""業務メニュー (task menu): the tasks the operator's granted permissions open."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Label, OptionList
+from textual.widgets.option_list import Option
+
+from tui.widgets import StatusBar
+
+if TYPE_CHECKING:
+    from tui.shell import TerminalApp
+
+
+def _admin() -> Screen[Any]:
+    from tui.screens.admin import AdminScreen
+
+    return AdminScreen()
+
+
+def _audit() -> Screen[Any]:
+    from tui.screens.audit import AuditScreen
+
+    return AuditScreen()
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    label: str
+    permission: str
+    """The message type the entry's first request needs (the CS checks it again)."""
+    help: str
+    factory: Callable[[], Screen[Any]] | None = None
+    """None: the screen comes with issue 6 (shown, not selectable)."""
+
+
+MENU: tuple[Entry, ...] = (
+    Entry("search", "本人確認情報検索", "cs.op.search", "4情報で本人確認情報を検索"),
+    Entry("card_check", "本人確認（カード）", "cs.op.lookup", "個人番号カードによる本人確認"),
+    Entry("national", "全国サーバ照会", "cs.op.national_query", "全国サーバへの照会"),
+    Entry("tokurei", "特例転入", "cs.op.pending_moveouts", "転出証明書情報による転入"),
+    Entry("code_change", "住民票コード変更", "cs.op.code_candidates", "住民票コードの変更"),
+    Entry("statistics", "統計", "cs.op.statistics", "更新件数の集計"),
+    Entry("admin", "操作者管理", "cs.op.admin.operators", "操作者・権限・生体・カード", _admin),
+    Entry(
+        "audit", "監査（使用履歴の確認）", "cs.op.audit.usage", "使用履歴と提供記録の確認", _audit
+    ),
+)
+
+
+class MenuScreen(Screen[None]):
+    """Arrow keys and Enter; entries the session does not allow are not listed."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "開く", id="menu.open", show=False)
+    ]
+
+    @property
+    def terminal(self) -> TerminalApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        session = self.terminal.session
+        yield Header(show_clock=False)
+        yield Label("業務メニュー（↑↓で選択、Enterで開く、Ctrl+Pでコマンド検索）", id="menu-title")
+        options = []
+        for e in MENU:
+            if session is None or not session.allows(e.permission):
+                continue
+            suffix = "" if e.factory is not None else "（準備中）"
+            options.append(
+                Option(f"{e.label}{suffix}  — {e.help}", id=e.id, disabled=e.factory is None)
+            )
+        yield OptionList(*options, id="menu-list")
+        yield StatusBar()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.terminal.refresh_status()
+        self.query_one(OptionList).focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            self.terminal.open_task(event.option.id)
+
+    def on_screen_resume(self) -> None:
+        self.terminal.refresh_status()
