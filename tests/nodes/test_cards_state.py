@@ -23,7 +23,12 @@ from store.cards import (
 # abolished card can only be physically disposed of; returned and collected are final.
 EXPECTED: dict[str, dict[str, str]] = {
     "applied": {"交付": "issued", "廃止": "abolished"},
-    "issued": {"一時停止": "suspended", "廃止": "abolished", "返還": "returned", "回収": "collected"},
+    "issued": {
+        "一時停止": "suspended",
+        "廃止": "abolished",
+        "返還": "returned",
+        "回収": "collected",
+    },
     "suspended": {
         "一時停止解除": "released",
         "廃止": "abolished",
