@@ -48,6 +48,7 @@ __all__ = [
     "TIERS",
     "Tier",
     "bulk_load_identities",
+    "bulk_load_provided",
     "count_identities",
     "get_by_individual_number",
     "get_by_resident_code",
@@ -374,28 +375,43 @@ def bulk_load_identities(
     Returns:
         The number of rows inserted.
     """
-    codec = _cs()
+    return _bulk_load(_cs(), records, batch, rebuild_indexes)
+
+
+def bulk_load_provided(
+    tier: Tier,
+    records: Iterable[ProvidedIdentity],
+    *,
+    batch: int = 20_000,
+    rebuild_indexes: bool | None = None,
+) -> int:
+    """`bulk_load_identities` for the prefecture's or national's copy (seeding every tier)."""
+    return _bulk_load(_tier(tier), records, batch, rebuild_indexes)
+
+
+def _bulk_load(
+    codec: _Codec[R], records: Iterable[R], batch: int, rebuild_indexes: bool | None
+) -> int:
     db = current_database()
+    model = codec.model
     with translate_errors():
         if rebuild_indexes is None:
-            rebuild_indexes = not IdentityRow.select(IdentityRow.id).limit(1).exists()
+            rebuild_indexes = not model.select(model._meta.primary_key).limit(1).exists()
         with db.atomic():
             if rebuild_indexes:
-                _drop_indexes(IdentityRow)
+                _drop_indexes(model)
             total = _insert_batches(db, codec, records, batch)
             if rebuild_indexes:
-                _create_indexes(IdentityRow)
+                _create_indexes(model)
         if not is_postgresql(db):
             # Sampled statistics (as PRAGMA optimize does): exact counts add nothing to the plan
             # choice and cost a full pass over every index.
             db.execute_sql("PRAGMA analysis_limit = 1000")
-        db.execute_sql(f'ANALYZE "{IdentityRow._meta.table_name}"')
+        db.execute_sql(f'ANALYZE "{model._meta.table_name}"')
     return total
 
 
-def _insert_batches(
-    db: peewee.Database, codec: _Codec[IdentityRecord], records: Iterable[IdentityRecord], size: int
-) -> int:
+def _insert_batches(db: peewee.Database, codec: _Codec[R], records: Iterable[R], size: int) -> int:
     to_params = codec.to_params
     total = 0
     chunk: list[list[Any]] = []

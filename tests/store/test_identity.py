@@ -196,6 +196,19 @@ def test_bulk_load_round_trips_and_rebuilds_indexes(
     assert identity.history(records[0].resident_code) == []
 
 
+@pytest.mark.parametrize("tier", identity.TIERS)
+def test_bulk_load_provided(db: peewee.Database, make_identity: MakeIdentity, tier) -> None:
+    indexes_before = {i.name for i in db.get_indexes(f"{tier}_identity")}
+    records = [provided_from(make_identity(sequence=i)) for i in range(40)]
+    assert identity.bulk_load_provided(tier, records, batch=16) == 40
+    assert {i.name for i in db.get_indexes(f"{tier}_identity")} == indexes_before
+    assert identity.get_provided(tier, records[3].resident_code) == records[3]
+    assert identity.provided_history(tier, records[3].resident_code) == []
+    with pytest.raises(DuplicateKey):
+        identity.bulk_load_provided(tier, [records[0]])
+    assert identity.count_identities() == 0
+
+
 def test_bulk_load_into_a_filled_table_keeps_indexes(
     db: peewee.Database, make_identity: MakeIdentity
 ) -> None:
