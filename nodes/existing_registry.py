@@ -24,6 +24,7 @@ from broker.envelope import Message
 from broker.service import Context, HandlerError
 from nodes import registry_events as ev
 from nodes.env import NodeEnv, RolePart
+from nodes.registry_cards import notify_destination
 from store import register
 from store.records import ChangeReason
 
@@ -152,10 +153,22 @@ class Registry:
         return code
 
     def assign_number(self, send: Any, code: str, number: str, on: date) -> str:
+        """個人番号指定, then the 送付先情報 for 機構's 個人番号通知書 (CS-7) — after the update, on
+        the same outbox and queue, so the CS holds the number before it checks the 送付先."""
         entry = self._person(code)
-        person, update = ev.number_assignment(entry.record, number, on, register.next_sequence())
+        seq = register.next_sequence()
+        person, update = ev.number_assignment(entry.record, number, on, seq)
         register.put(code, person, "current", entry.household)
         self._send_update(send, update)
+        notify_destination(
+            send,
+            self.cs,
+            person,
+            self.muni,
+            municipality_name=self.env.config.municipalities[self.muni].name,
+            sequence=seq,
+            on=on,
+        )
         return code
 
     def change_code(self, send: Any, old: str, new: str, on: date) -> str:

@@ -31,6 +31,7 @@ from nodes.stores import load_role_module, open_node_store, role_of
 log = logging.getLogger("juki.node")
 
 PURGE_INTERVAL_SECONDS = 3600.0
+OUTBOX_KEEP_SECONDS = 24 * 3600.0
 """How often a node applies its retention rules (送付先 must go within a business day)."""
 
 Command = Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -140,9 +141,16 @@ class NodeRuntime:
             DEFAULT, pending_move_out_days=self.config.policy.tokutei_tennyu_purge_days
         )
         report = purge(self.role, now=self.env.now(), policy=policy)
-        if report.total:
-            log.info("%s: retention purge %s", self.node_id, report.as_dict())
-        return report.as_dict()
+        # relayed notices are kept a day for diagnosis only: their content lives in the files
+        pruned = self.journal.outbox_purge_sent(self.env.clock() - OUTBOX_KEEP_SECONDS)
+        if report.total or pruned:
+            log.info(
+                "%s: retention purge %s, %d relayed notices pruned",
+                self.node_id,
+                report.as_dict(),
+                pruned,
+            )
+        return {**report.as_dict(), "outbox_pruned": pruned}
 
     # -- control plane ------------------------------------------------------------------------
 
