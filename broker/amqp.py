@@ -105,7 +105,7 @@ class Delivery:
         self.exchange = exchange
 
 
-class _CoalescingConnection(SelectConnection):
+class _CoalescingConnection(SelectConnection):  # type: ignore[misc]  # pika is untyped here
     """pika's connection, writing one message's frames (method, header, body) as one buffer.
 
     pika queues each frame as its own buffer and sends each with its own `send()`; under load
@@ -295,7 +295,8 @@ class AmqpConnection:
     # -- the I/O pump -------------------------------------------------------------------------
 
     def _pump(self, until: Callable[[], bool] | None, timeout: float | None) -> None:
-        """Run the I/O loop until `until()` is true, a delivery arrives, or `timeout` passes."""
+        """Run the I/O loop until `until()` is true or `timeout` passes (both None: until the
+        output buffer is written). Callbacks (deliveries, confirms, returns) run inside."""
         conn = self._conn
         if conn is None:
             raise BrokerUnavailable(f"not connected ({self.name})")

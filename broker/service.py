@@ -152,7 +152,8 @@ class Context:
         self, recipient: str, type: str, body: dict[str, Any], timeout: float | None = None
     ) -> dict[str, Any]:
         """An onward RPC through the service's own RpcClient; raises RpcTimeout / RemoteError."""
-        return self._service.rpc().call(recipient, type, body, timeout)
+        data: dict[str, Any] = self._service.rpc().call(recipient, type, body, timeout)
+        return data
 
 
 class _InboxGuard:
