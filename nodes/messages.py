@@ -277,6 +277,12 @@ CATALOGUE: tuple[MessageType, ...] = (
         {"record": Optional(RECORD), "history": List(Obj({"no": Int(0), "record": RECORD}), 1000)},
     ),
     _t(
+        "cs.op.number.reveal",
+        REQUEST,
+        {**OPERATOR, "resident_code": CODE},
+        {"individual_number": Optional(NUMBER)},
+    ),
+    _t(
         "cs.op.national_query",
         REQUEST,
         {**OPERATOR, "key": QUERY_KEY},

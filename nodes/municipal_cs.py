@@ -46,6 +46,18 @@ MOVE_IN_REASONS = frozenset({ChangeReason.MOVE_IN, ChangeReason.MOVE_IN_FROM_ABR
 OpHandler = Callable[[Message, Context], dict[str, Any]]
 
 
+def mask_number(number: str | None) -> str | None:
+    """個人番号 as operators see it by default: the last four digits only."""
+    return None if number is None else "********" + number[-4:]
+
+
+def masked(record: Any) -> dict[str, Any]:
+    """A record for an operator's screen: 個人番号 masked (revealing it is a logged request)."""
+    d = record_to_dict(record)
+    d["individual_number"] = mask_number(d.get("individual_number"))
+    return d
+
+
 def _violation_dicts(violations: list[Any]) -> list[dict[str, Any]]:
     return [{"rule": v.rule, "field": v.field, "message": v.message[:500]} for v in violations]
 
@@ -323,8 +335,16 @@ def build(env: NodeEnv) -> RolePart:
     def op_lookup(msg: Message, ctx: Context) -> tuple[dict[str, Any], str]:
         code = msg.body["resident_code"]
         record = identity.get_by_resident_code(code)
-        history = [{"no": n, "record": record_to_dict(r)} for n, r in identity.history(code)]
-        return {"record": record_to_dict(record) if record else None, "history": history}, code
+        history = [{"no": n, "record": masked(r)} for n, r in identity.history(code)]
+        return {"record": masked(record) if record else None, "history": history}, code
+
+    def op_reveal_number(msg: Message, ctx: Context) -> tuple[dict[str, Any], str]:
+        """個人番号 shown in clear only on request; the request is the usage-log row."""
+        code = msg.body["resident_code"]
+        record = identity.get_by_resident_code(code)
+        if record is None:
+            raise HandlerError("not_found", "no such 住民票コード", "対象者が見つかりません")
+        return {"individual_number": record.individual_number}, f"個人番号表示 {code}"
 
     def op_national_query(msg: Message, ctx: Context) -> tuple[dict[str, Any], str]:
         key = msg.body["key"]
@@ -433,6 +453,7 @@ def build(env: NodeEnv) -> RolePart:
         "cs.transfer.movein_notice": on_transfer_movein_notice,
         "cs.op.search": operator("cs.op.search", op_search),
         "cs.op.lookup": operator("cs.op.lookup", op_lookup),
+        "cs.op.number.reveal": operator("cs.op.number.reveal", op_reveal_number),
         "cs.op.national_query": operator("cs.op.national_query", op_national_query),
         "cs.op.code_candidates": operator("cs.op.code_candidates", op_code_candidates),
         "cs.op.code_change": operator("cs.op.code_change", op_code_change),
