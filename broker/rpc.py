@@ -5,8 +5,10 @@ across threads. The terminal's workers, a node's service loop (for `ctx.call`) a
 thread build their own.
 
 Replies come back on RabbitMQ's direct reply-to pseudo-queue (`amq.rabbitmq.reply-to`) by
-default: no queue is declared per client, and bench/rpc.py measured it slightly faster than an
-exclusive auto-delete queue (both are available: `reply_queue="exclusive"`).
+default. bench/rpc.py (`--reply-queue direct|exclusive`) found no difference between it and an
+exclusive auto-delete queue beyond the noise of a shared 2-core host, so the choice rests on
+what direct reply-to saves: no queue declared per client, nothing left behind by a crashed one.
+`reply_queue="exclusive"` remains available (e.g. for a broker with direct reply-to disabled).
 
 A reply is accepted only when all of these hold, else it is refused (counted) and ignored, and
 the call keeps waiting for the genuine one until its deadline:
