@@ -23,7 +23,6 @@ municipality seeded into the same appliance cannot collide with the first).
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,18 +31,16 @@ from typing import Any, TypeVar
 from juki.config import ApplianceConfig, ConfigError
 from nodes.stores import open_node_store
 from store import identity, register  # register: its tables exist before its store opens
-from store.db import current_database, is_postgresql, translate_errors
+from store.db import is_postgresql, translate_errors
 from store.models import (
     IssuedNumberRow,
     NationalIdentityRow,
     PrefectureIdentityRow,
     ResidentCodeRow,
-    create_prefix_indexes,
-    drop_prefix_indexes,
     micros_from_datetime,
 )
 from store.population import MUNICIPALITIES, Person, designated_codes, generate
-from store.records import PROVIDED_FIELDS, ProvidedIdentity, provided_from, record_to_dict
+from store.records import provided_from, record_to_dict
 
 __all__ = ["DESIGNATED_POOL", "AlreadySeeded", "SeedReport", "seed_population"]
 
@@ -228,7 +225,11 @@ def _load_provided(
 ) -> None:
     with _store(config, node_id):
         records = (provided_from(p.record) for p in people)
-        bulk_load_provided(tier, bar.track(f"{node_id} 本人確認情報", len(people), records))
+        identity.bulk_load_provided(
+            tier,  # type: ignore[arg-type]
+            bar.track(f"{node_id} 本人確認情報", len(people), records),
+            batch=_BATCH,
+        )
 
 
 def _load_number_management(
@@ -260,61 +261,7 @@ def _load_number_management(
                 _executemany(db, cursor, insert, chunk)
 
 
-# --- bulk paths store/ does not offer yet ------------------------------------------------------
-
-
-def bulk_load_provided(tier: str, records: Iterable[ProvidedIdentity]) -> int:
-    """Insert many provided copies into a prefecture's or national's store, fast.
-
-    store.identity has ``bulk_load_identities`` for the CS only; this is its twin for the
-    provided tiers (batched driver inserts in one transaction, the secondary indexes rebuilt
-    after loading into an empty table; the unique 住民票コード index stays, so a duplicate is
-    refused). It belongs in store/identity.py as a public ``bulk_load_provided``; when that
-    exists, it is used instead. Values go through each column's own ``db_value``, so the
-    stored form is the one the models define.
-    """
-    public = getattr(identity, "bulk_load_provided", None)
-    if public is not None:
-        return int(public(tier, records))
-    model = _PROVIDED_MODELS[tier]
-    columns = [model._meta.fields[name] for name in PROVIDED_FIELDS]
-    convert = [(name, field.db_value) for name, field in zip(PROVIDED_FIELDS, columns, strict=True)]
-    secondary = [index for index in model._meta.fields_to_index() if not index._unique]
-    db = current_database()
-    table = model._meta.table_name
-    insert = _insert_sql(db, table, [field.column_name for field in columns])
-    total = 0
-    with translate_errors():
-        empty = not model.select(model._meta.primary_key).limit(1).exists()
-        with db.atomic():
-            if empty:
-                for index in secondary:
-                    db.execute_sql(f'DROP INDEX IF EXISTS "{index._name}"')
-                drop_prefix_indexes(model)
-            cursor = db.cursor()
-            for chunk in _batched(records, _BATCH):
-                rows = [tuple(to_db(getattr(r, name)) for name, to_db in convert) for r in chunk]
-                _executemany(db, cursor, insert, rows)
-                total += len(rows)
-            if empty:
-                for index in secondary:
-                    sql, params = db.get_sql_context().sql(index.safe()).query()
-                    db.execute_sql(sql, params)
-                create_prefix_indexes(model)
-        db.execute_sql(f'ANALYZE "{table}"')
-    return total
-
-
-_PROVIDED_MODELS: dict[str, Any] = {
-    "prefecture": PrefectureIdentityRow,
-    "national": NationalIdentityRow,
-}
-
-
-def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
+# --- store access the store modules do not offer ----------------------------------------------
 
 
 def _count_provided(model: Any, municipality: str) -> int:
