@@ -111,6 +111,7 @@ class NodeRuntime:
             topology=self.topology,
             config=self.service_config,
             clock=clock,
+            on_commit=lambda: self.relay.wake(),  # onward notices leave as soon as they commit
         )
         self.relay = OutboxRelay(
             self.journal,

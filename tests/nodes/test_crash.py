@@ -107,7 +107,12 @@ def test_every_update_applied_exactly_once_in_order_at_every_tier(
     crashed: Appliance, municipality: str
 ) -> None:
     app = crashed
-    assert app.control(f"registry.{municipality}", "registry.status")["refusals"] == []
+    refusals = app.control(f"registry.{municipality}", "registry.status", limit=10_000)["refusals"]
+    # No update may be refused. A number request may be, rightly: for someone who died meanwhile
+    # (V-10), or whose 転居 had not reached national when it answered, so national's 4情報 do
+    # not match the CS's (V-11) — the registry asks again later.
+    assert [r for r in refusals if r["kind"] == "update"] == []
+    assert {v["rule"] for r in refusals for v in r["violations"]} <= {"V-10", "V-11"}
     emitted = _emitted(app, municipality)
     cs = _history(app, f"cs.{municipality}", "identity_history", municipality)
     _assert_once_in_order(cs, emitted, f"cs.{municipality}")
