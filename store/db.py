@@ -154,7 +154,7 @@ def open_database(url: str, *, bind: bool = True) -> peewee.Database:
     """
     parsed = urlparse(url)
     scheme = parsed.scheme.lower()
-    options = {key: _coerce(value) for key, value in parse_qsl(parsed.query)}
+    options: dict[str, Any] = {key: _coerce(value) for key, value in parse_qsl(parsed.query)}
     db: peewee.Database
     if scheme == "sqlite":
         path = unquote(parsed.path[1:]) if parsed.path else ""
@@ -170,7 +170,7 @@ def open_database(url: str, *, bind: bool = True) -> peewee.Database:
         dbname = unquote(parsed.path[1:])
         if not dbname:
             raise StoreError(f"PostgreSQL URL names no database: {url!r}")
-        params: dict[str, object] = {}
+        params: dict[str, Any] = {}
         if parsed.hostname:
             params["host"] = parsed.hostname
         if parsed.port:
@@ -239,7 +239,7 @@ class _TranslateErrors(contextlib.ContextDecorator):
             # A driver exception from a raw cursor (the bulk paths): let peewee's own mapping
             # of DB-API class names turn it into a peewee error first.
             try:
-                peewee.__exception_wrapper__.__exit__(exc_type, exc, tb)
+                _PEEWEE_WRAPPER.__exit__(exc_type, exc, tb)
             except peewee.PeeweeException as wrapped:
                 exc = wrapped
             else:
@@ -256,6 +256,7 @@ class _TranslateErrors(contextlib.ContextDecorator):
 
 
 _PEEWEE_ERRORS = (peewee.DatabaseError, peewee.InterfaceError)
+_PEEWEE_WRAPPER = getattr(peewee, "__exception_wrapper__")  # noqa: B009 (a dunder mypy cannot see)
 _TRANSLATOR = _TranslateErrors()
 
 
@@ -278,7 +279,7 @@ def _is_unique_violation(exc: peewee.IntegrityError) -> bool:
     return "UNIQUE" in text or "PRIMARY KEY" in text
 
 
-def _is_missing_schema(exc: Exception) -> bool:
+def _is_missing_schema(exc: BaseException) -> bool:
     # 42P01 undefined_table, 42703 undefined_column; SQLite says "no such table/column".
     original = _driver_error(exc)
     pgcode = getattr(original, "pgcode", None)

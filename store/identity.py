@@ -414,19 +414,19 @@ def _bulk_load(
 def _insert_batches(db: peewee.Database, codec: _Codec[R], records: Iterable[R], size: int) -> int:
     to_params = codec.to_params
     total = 0
-    chunk: list[list[Any]] = []
+    chunk: list[tuple[Any, ...]] = []
     cursor = db.cursor()
     if is_postgresql(db):
         from psycopg2.extras import execute_values  # the driver peewee already uses
 
         sql = codec.insert_sql.split(" VALUES ")[0] + " VALUES %s"
 
-        def flush(rows: list[list[Any]]) -> None:
+        def flush(rows: list[tuple[Any, ...]]) -> None:
             execute_values(cursor, sql, rows, page_size=len(rows))
 
     else:
 
-        def flush(rows: list[list[Any]]) -> None:
+        def flush(rows: list[tuple[Any, ...]]) -> None:
             cursor.executemany(codec.insert_sql, rows)
 
     # The cyclic GC would walk the caller's (often million-record) population list again and
@@ -456,7 +456,7 @@ def _model_indexes(model: type[BaseModel]) -> list[peewee.ModelIndex]:
 def _drop_indexes(model: type[BaseModel]) -> None:
     db = model._meta.database
     for index in _model_indexes(model):
-        db.execute_sql(f'DROP INDEX IF EXISTS "{index._name}"')
+        db.execute_sql(f'DROP INDEX IF EXISTS "{index._name}"')  # type: ignore[attr-defined]
     drop_prefix_indexes(model)
 
 

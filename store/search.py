@@ -82,9 +82,15 @@ def explain_search(tier: Tier | None = None, **criteria: Any) -> list[str]:
     unknown = set(criteria) - set(keys)
     if unknown:
         raise TypeError(f"unknown search criteria: {sorted(unknown)}")
-    args = [criteria.get(k) for k in keys[:5]]
     sql, params = _compile(
-        codec, *args, criteria.get("limit", 100), criteria.get("include_removed", False)
+        codec,
+        criteria.get("name"),
+        criteria.get("name_kana"),
+        criteria.get("address"),
+        criteria.get("birth_date"),
+        criteria.get("sex"),
+        criteria.get("limit", 100),
+        criteria.get("include_removed", False),
     )
     db = current_database()
     prefix = "EXPLAIN " if is_postgresql(db) else "EXPLAIN QUERY PLAN "
@@ -104,7 +110,8 @@ def _compile(
     include_removed: bool,
 ) -> tuple[str, list[Any]]:
     name = _given(name)
-    kana = to_seion(name_kana) if _given(name_kana) else None
+    raw_kana = _given(name_kana)
+    kana = to_seion(raw_kana) or None if raw_kana else None
     address = _given(address)
     if not (name or kana):
         raise RuleViolation("V-7", "氏名（漢字またはかな）を指定してください", "検索条件不足")

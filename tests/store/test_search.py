@@ -27,6 +27,7 @@ ADDRESS = "宮城県仙台市青葉区国分町三丁目７番１号"
         {"name": "山田", "sex": Sex.MALE},
         {"name": "  ", "address": ADDRESS},
         {"name": "山田", "address": "　"},
+        {"name_kana": "・　", "address": ADDRESS},  # nothing left after 清音化
         {},
     ],
     ids=lambda c: "+".join(c) or "nothing",
