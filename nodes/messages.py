@@ -343,9 +343,10 @@ def registry() -> SchemaRegistry:
     route table, not the schema, decides who may send what)."""
     from nodes.messages_cards import CARD_CATALOGUE
     from nodes.messages_sessions import SESSION_CATALOGUE
+    from nodes.messages_tasks import TASK_CATALOGUE
 
     reg = plumbing_types()
-    for mt in (*CATALOGUE, *CARD_CATALOGUE, *SESSION_CATALOGUE):
+    for mt in (*CATALOGUE, *CARD_CATALOGUE, *SESSION_CATALOGUE, *TASK_CATALOGUE):
         reg.register(mt)
     return reg
 

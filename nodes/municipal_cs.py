@@ -462,7 +462,9 @@ def build(env: NodeEnv) -> RolePart:
         "cs.op.statistics": operator("cs.op.statistics", op_statistics),
     }
     from nodes.cs_cards import card_handlers
+    from nodes.cs_tasks import task_handlers
 
     handlers.update(card_handlers(env, operator))
+    handlers.update(task_handlers(env, operator))
     handlers.update(session_handlers(env, operator))
     return RolePart(handlers=handlers)
