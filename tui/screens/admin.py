@@ -20,7 +20,6 @@ from textual.widgets import (
     Button,
     DataTable,
     Footer,
-    Header,
     Input,
     Label,
     SelectionList,
@@ -137,7 +136,6 @@ class AdminScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
         with Horizontal(id="admin-reason-row"):
             yield Label("処理事由: ")
             yield Input(placeholder="例: 人事異動による権限変更", id="admin-reason")

@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.widgets import DataTable, Footer, Input, Label, Static
 
 from tui.errors import SESSION_CODES, ErrorInfo
 from tui.messages import Answered, Failed
@@ -66,7 +66,6 @@ class AuditScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
         with Horizontal(classes="filters"):
             yield Input(placeholder="操作者ID", id="f-operator")
             yield Input(placeholder="事務種別", id="f-task")

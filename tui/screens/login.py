@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Center, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, Static
+from textual.widgets import Footer, Label, Static
 
 from tui.messages import Failed, LoginStep
 from tui.widgets import StatusBar
@@ -39,7 +39,6 @@ class LoginScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         t = self.terminal
-        yield Header(show_clock=False)
         with Center(), Vertical(id="login-box"):
             yield Label("操作者認証", id="login-title")
             yield Static(

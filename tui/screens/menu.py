@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, OptionList
+from textual.widgets import Footer, Label, OptionList
 from textual.widgets.option_list import Option
 
 from tui.widgets import StatusBar
@@ -68,7 +68,6 @@ class MenuScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         session = self.terminal.session
-        yield Header(show_clock=False)
         yield Label("業務メニュー（↑↓で選択、Enterで開く、Ctrl+Pでコマンド検索）", id="menu-title")
         options = []
         for e in MENU:
