@@ -196,6 +196,21 @@ def test_bulk_load_round_trips_and_rebuilds_indexes(
     assert identity.history(records[0].resident_code) == []
 
 
+def test_bulk_load_keeps_awkward_text_exactly(
+    db: peewee.Database, make_identity: MakeIdentity
+) -> None:
+    # PostgreSQL loads through COPY's text format, where these characters are escapes.
+    awkward = make_identity(
+        name_kanji="山田\t太郎",
+        address="宮城県\\N\n仙台市\r\\",
+        relationship="\\N",
+        change_reason_detail="",
+        previous_address=None,
+    )
+    identity.bulk_load_identities([awkward, make_identity()])
+    assert identity.get_by_resident_code(awkward.resident_code) == awkward
+
+
 @pytest.mark.parametrize("tier", identity.TIERS)
 def test_bulk_load_provided(db: peewee.Database, make_identity: MakeIdentity, tier) -> None:
     indexes_before = {i.name for i in db.get_indexes(f"{tier}_identity")}
