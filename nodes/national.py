@@ -70,8 +70,11 @@ def build(env: NodeEnv) -> RolePart:
         )
 
     def on_update(msg: Message, ctx: Context) -> None:
-        applied = tiers.apply_provided(TIER, msg.body, env)
-        if applied is None:
+        result = tiers.apply_provided(TIER, msg.body, env)
+        if result is None:
+            return
+        applied, current = result
+        if not current:
             return
         if applied.change_reason is ChangeReason.RESIDENT_CODE_CHANGE and applied.old_resident_code:
             numbers.mark_code(applied.old_resident_code, "retired", now=env.now())

@@ -31,9 +31,10 @@ def build(env: NodeEnv) -> RolePart:
             raise HandlerError(
                 "route", f"municipality {muni} is not in prefecture {env.prefecture}"
             )
-        applied = tiers.apply_provided(TIER, msg.body, env)
-        if applied is None:
+        result = tiers.apply_provided(TIER, msg.body, env)
+        if result is None:
             return
+        applied, _current = result  # a stale version travels on too: national keeps it as history
         repair = bool(msg.body.get("repair"))
         ctx.send(env.national, "national.pref.identity_update", tiers.forward_body(applied, repair))
         record_provision(

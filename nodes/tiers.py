@@ -28,12 +28,17 @@ log = logging.getLogger(__name__)
 QUERY_LIMIT = 100
 
 
-def apply_provided(tier: str, body: dict[str, Any], env: NodeEnv) -> ProvidedIdentity | None:
-    """Apply one update notice to the tier's file; returns the version when it was applied.
+def apply_provided(
+    tier: str, body: dict[str, Any], env: NodeEnv
+) -> tuple[ProvidedIdentity, bool] | None:
+    """Apply one update notice to the tier's file.
 
-    A duplicate (same municipality and 更新順番号) changes nothing, which makes re-sent notices
-    harmless; a stale version is kept as history only. A repair notice from a consistency check
-    replaces whatever the tier holds.
+    Returns (the version, whether it became the current record) when the version is new to the
+    tier, None for a duplicate. A duplicate (a version of this municipality and 更新順番号 the
+    tier already holds, current or in history) changes nothing, which makes re-sent notices
+    harmless. A stale version — the old city's 転出 arriving after the new city's 転入 — is kept
+    as history only, and still travels on, so every tier's history holds every version once. A
+    repair notice from a consistency check replaces whatever the tier holds.
     """
     try:
         incoming = provided_from_dict(body["provided"])
@@ -44,14 +49,21 @@ def apply_provided(tier: str, body: dict[str, Any], env: NodeEnv) -> ProvidedIde
     if existing is None and lookup != incoming.resident_code:
         existing = identity.get_provided(tier, lookup)  # type: ignore[arg-type]
     repair = bool(body.get("repair"))
-    if not repair and is_duplicate(existing, incoming):
+    if not repair and (is_duplicate(existing, incoming) or _in_history(tier, incoming)):
         return None
     if repair or supersedes(existing, incoming):
         identity.save_provided(tier, incoming, recorded_at=env.now())  # type: ignore[arg-type]
-        return incoming
+        return incoming, True
     keep_as_history(tier, incoming, env.now())
     log.info("%s: stale version of %s kept as history only", env.node_id, incoming.resident_code)
-    return None
+    return incoming, False
+
+
+def _in_history(tier: str, incoming: ProvidedIdentity) -> bool:
+    return any(
+        v.municipality_code == incoming.municipality_code and v.sequence == incoming.sequence
+        for _, v in identity.provided_history(tier, incoming.resident_code)  # type: ignore[arg-type]
+    )
 
 
 def find(
