@@ -378,7 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("pika").setLevel(logging.WARNING)  # connection chatter drowns our lines
+    # pika logs every failed reconnect attempt at ERROR with a traceback; broker/amqp.py already
+    # logs the outage and the retry in one line
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     try:
         config = load(args.config)
         result: Any = args.func(args, config)

@@ -180,13 +180,16 @@ class Appliance:
         ids = [n.id for n in self.config.nodes.values() if n.role != "terminal"]
         deadline = time.monotonic() + timeout
         calm = 0
+        depths: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            depths = [self.health(i).get("outbox_depth", 1) for i in ids]
-            calm = calm + 1 if all(d == 0 for d in depths) else 0
+            health = {i: self.health(i) for i in ids}
+            depths = {i: (h.get("outbox_depth", "?"), h.get("relay")) for i, h in health.items()}
+            calm = calm + 1 if all(h.get("outbox_depth") == 0 for h in health.values()) else 0
             if calm >= 3:
                 return
             time.sleep(0.3)
-        raise AssertionError(f"outboxes did not drain within {timeout}s\n{self.logs()}")
+        stuck = {i: d for i, d in depths.items() if d[0] != 0}
+        raise AssertionError(f"outboxes did not drain within {timeout}s: {stuck}\n{self.logs()}")
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
