@@ -7,7 +7,7 @@ transaction when there is one, so a handler's writes commit with its inbox row.
 Hot paths avoid peewee's per-call query compilation and model instantiation: the SQL of each
 lookup is compiled once per engine from the models (so column names still come from one place)
 and rows are read as tuples and turned into dataclasses directly. ``bulk_load_identities`` goes
-further and hands batches to the driver's ``executemany`` / ``execute_values``.
+further and hands batches to the driver (sqlite3 ``executemany``, PostgreSQL ``COPY``).
 
 Tiers: the CS holds the full 40-item `IdentityRecord` (``IdentityRow``); the prefecture and
 national servers hold `ProvidedIdentity` copies, addressed by ``tier`` ("prefecture" or

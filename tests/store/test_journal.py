@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import peewee
 import pytest
 
+from broker.journal import Journal as BrokerJournal
 from store.db import DuplicateKey, open_database
 from store.journal import JOURNAL_MODELS, OutboxEntry, PeeweeJournal
 
@@ -53,8 +54,9 @@ def journal(empty_db: peewee.Database) -> Iterator[PeeweeJournal]:
     yield PeeweeJournal(empty_db)
 
 
-def test_signatures_match_the_architecture_contract() -> None:
-    for name, member in inspect.getmembers(JournalContract, inspect.isfunction):
+@pytest.mark.parametrize("contract", [JournalContract, BrokerJournal], ids=["docs", "broker"])
+def test_signatures_match_the_contract(contract: type) -> None:
+    for name, member in inspect.getmembers(contract, inspect.isfunction):
         if name.startswith("_"):
             continue
         ours = inspect.signature(getattr(PeeweeJournal, name))
@@ -62,6 +64,10 @@ def test_signatures_match_the_architecture_contract() -> None:
         assert list(ours.parameters) == list(theirs.parameters), name
         for param in theirs.parameters.values():
             assert ours.parameters[param.name].default == param.default, (name, param.name)
+
+
+def test_is_a_broker_journal(journal: PeeweeJournal) -> None:
+    assert isinstance(journal, BrokerJournal)
 
 
 def test_inbox_remembers_applied_ids(journal: PeeweeJournal) -> None:
