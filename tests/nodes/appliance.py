@@ -166,6 +166,23 @@ class Appliance:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
             return conn.execute(sql, params).fetchall()
 
+    def queue_depths(self) -> dict[str, int]:
+        """Messages ready in each node's queue (unacked ones show in `processed` not moving)."""
+        from broker.amqp import AmqpConnection
+
+        conn = AmqpConnection(
+            self.config.broker.url, exchange=self.config.broker.exchange, name="test-depth"
+        )
+        try:
+            conn.connect()
+            return {
+                n.id: conn.queue_depth(f"{self.config.broker.queue_prefix}{n.id}")
+                for n in self.config.nodes.values()
+                if n.role != "terminal"
+            }
+        finally:
+            conn.close()
+
     def health(self, node_id: str) -> dict[str, Any]:
         try:
             return self.control(node_id, "health", timeout=5)
@@ -181,13 +198,21 @@ class Appliance:
         deadline = time.monotonic() + timeout
         calm = 0
         depths: dict[str, Any] = {}
+        last: dict[str, Any] = {}
         while time.monotonic() < deadline:
             health = {i: self.health(i) for i in ids}
             depths = {i: (h.get("outbox_depth", "?"), h.get("relay")) for i, h in health.items()}
-            calm = calm + 1 if all(h.get("outbox_depth") == 0 for h in health.values()) else 0
+            processed = {i: h.get("processed") for i, h in health.items()}
+            settled = (
+                all(h.get("outbox_depth") == 0 for h in health.values())
+                and processed == last
+                and all(d == 0 for d in self.queue_depths().values())
+            )
+            last = processed
+            calm = calm + 1 if settled else 0
             if calm >= 3:
                 return
-            time.sleep(0.3)
+            time.sleep(0.4)
         stuck = {i: d for i, d in depths.items() if d[0] != 0}
         raise AssertionError(f"outboxes did not drain within {timeout}s: {stuck}\n{self.logs()}")
 
