@@ -243,9 +243,49 @@ def cmd_card_remove(args: argparse.Namespace, config: ApplianceConfig) -> int:
 
 
 def cmd_terminal(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from nodes.client import client_for
     from tui.app import run_terminal  # the only place Textual is loaded
 
-    return run_terminal(config, args.terminal_id)
+    config.node(args.terminal_id)
+    return run_terminal(
+        config, args.terminal_id, clients=lambda: client_for(config, args.terminal_id)
+    )
+
+
+def cmd_operator_add(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from nodes.cs_sessions import add_operator
+    from tui.operator_cards import write_operator_cards
+
+    cs = config.cs_for_municipality(args.municipality)
+    op = add_operator(
+        config, cs, args.operator_id, args.name, args.task, card_serial=args.serial, hand=args.hand
+    )
+    [path] = write_operator_cards(config, args.municipality, [op])
+    print(f"{op.operator_id}: registered at {cs} ({', '.join(op.tasks)}); card image {path}")
+    return exitcodes.OK
+
+
+def cmd_operator_demo(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from nodes.cs_sessions import demo_operators
+    from tui.operator_cards import write_operator_cards
+
+    ops = demo_operators(config, args.municipality)
+    paths = write_operator_cards(config, args.municipality, ops)
+    for op, path in zip(ops, paths, strict=True):
+        print(f"{op.operator_id} ({op.name}): {', '.join(op.tasks)} — card {path}")
+    print(f"insert one: juki card insert {paths[1]} --slot 1; then juki terminal")
+    return exitcodes.OK
+
+
+def cmd_demo(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from juki.demo import main as demo_main
+
+    flags = ["--config", str(config.path), "--slot", str(args.slot), "--timeout", str(args.timeout)]
+    if args.municipality:
+        flags += ["--municipality", args.municipality]
+    if args.terminal:
+        flags += ["--terminal", args.terminal]
+    return demo_main(flags)
 
 
 # ---------------------------------------------------------------- plumbing
@@ -358,6 +398,28 @@ def build_parser() -> argparse.ArgumentParser:
     cr = card.add_parser("remove", help="remove the virtual card from a slot")
     cr.add_argument("--slot", type=int, default=0)
     cr.set_defaults(func=cmd_card_remove)
+
+    opr = sub.add_parser("operator", help="operators at a municipal CS").add_subparsers(
+        dest="sub", required=True
+    )
+    o = opr.add_parser("add", help="register, enrol (emulated hand) and write an operator card")
+    o.add_argument("operator_id")
+    o.add_argument("--name", required=True)
+    o.add_argument("--task", action="append", default=[], help="事務 from the 対応表 (repeatable)")
+    o.add_argument("--municipality", default="041009")
+    o.add_argument("--serial", default="900000000000001", help="15-digit card serial")
+    o.add_argument("--hand", help="emulated person whose captures match (default: operator id)")
+    o.set_defaults(func=cmd_operator_add)
+    o = opr.add_parser("demo", help="demo 操作者管理者/窓口担当者/監査担当者 with card images")
+    o.add_argument("--municipality", default="041009")
+    o.set_defaults(func=cmd_operator_demo)
+
+    dm = sub.add_parser("demo", help="scripted demo: birth → 個人番号 → card → counter check")
+    dm.add_argument("--municipality")
+    dm.add_argument("--terminal")
+    dm.add_argument("--slot", type=int, default=0)
+    dm.add_argument("--timeout", type=float, default=60.0)
+    dm.set_defaults(func=cmd_demo)
 
     t = sub.add_parser("terminal", help="open the 統合端末 (Textual)")
     t.add_argument("--terminal-id", default="term.041009.001")

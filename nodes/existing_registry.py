@@ -25,6 +25,7 @@ from broker.service import Context, HandlerError
 from nodes import registry_events as ev
 from nodes.env import NodeEnv, RolePart
 from nodes.registry_cards import notify_destination
+from nodes.registry_tasks import on_correction
 from store import register
 from store.records import ChangeReason
 
@@ -330,6 +331,7 @@ def build(env: NodeEnv) -> RolePart:
             "registry.cs.movein_notice": on_movein_notice,
             "registry.cs.tokurei_movein": on_tokurei_movein,
             "registry.cs.code_change": on_code_change,
+            "registry.cs.correction": lambda m, c: on_correction(reg, m, c, env),
         },
         commands={
             "registry.event": run_event,

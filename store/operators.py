@@ -54,7 +54,7 @@ SESSION_MAX_SECONDS = 10 * 3600.0
 """A session ends after a working day at most, whatever the activity."""
 
 DEFAULT_TASKS: dict[str, tuple[str, ...]] = {
-    "本人確認情報検索": ("cs.op.search", "cs.op.lookup"),
+    "本人確認情報検索": ("cs.op.search", "cs.op.lookup", "cs.op.number.reveal"),
     "全国サーバ照会": ("cs.op.national_query",),
     "特例転入": ("cs.op.pending_moveouts", "cs.op.tokurei_movein"),
     "住民票コード変更": ("cs.op.code_candidates", "cs.op.code_change", "cs.op.lookup"),
@@ -62,6 +62,17 @@ DEFAULT_TASKS: dict[str, tuple[str, ...]] = {
     "統計": ("cs.op.statistics",),
     "操作者管理": ("cs.op.admin.*",),
     "監査": ("cs.op.audit.*",),
+    # ---- issue 6 counter tasks (nodes/cs_tasks.py) ----
+    # V-12: entering a 職権修正 and confirming it are separate 事務, granted to different staff
+    "本人確認情報訂正": ("cs.op.correction.propose", "cs.op.correction.list", "cs.op.lookup"),
+    "本人確認情報管理責任者": (
+        "cs.op.correction.approve",
+        "cs.op.correction.reject",
+        "cs.op.correction.list",
+        "cs.op.lookup",
+    ),
+    "送付先情報通知": ("cs.op.destinations",),
+    "整合性確認": ("cs.op.consistency.*",),
 }
 """The 操作権限と事務の対応表 a new CS starts with (the 操作者管理者 may change it)."""
 

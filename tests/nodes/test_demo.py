@@ -55,7 +55,7 @@ def test_demo_walks_a_resident_from_birth_to_a_matching_card_check(
     pcscd: None,  # noqa: F811
 ) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "nodes.demo", "--config", str(app.path), "--timeout", "60"],
+        [sys.executable, "-m", "juki.demo", "--config", str(app.path), "--timeout", "60"],
         cwd=ROOT,
         env=app.env,
         capture_output=True,

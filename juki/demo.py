@@ -349,7 +349,7 @@ def run_demo(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m nodes.demo`` (what ``juki demo`` runs)."""
+    """``python -m juki.demo`` (what ``juki demo`` runs)."""
     from juki.config import load
 
     parser = argparse.ArgumentParser(prog="juki demo", description=__doc__.splitlines()[0])
