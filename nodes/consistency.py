@@ -138,6 +138,24 @@ class ConsistencyReport:
     def round_trips(self) -> int:
         return sum(p.round_trips for p in self.peers)
 
+    def describe(self) -> str:
+        """A few lines for an operator: the verdict, the cost, then one line per mismatch."""
+        d = self.to_dict()
+        lines = [
+            f"整合性確認 {self.municipality} ({self.cs}): {self.cs_records:,} records, "
+            f"{len(self.mismatches)} mismatches",
+            f"  {self.round_trips} round trips, {self.wire_bytes:,} bytes on the wire "
+            f"(a full dump: {d['full_dump_bytes_all_peers']:,} bytes)",
+        ]
+        for p in self.peers:
+            lines.append(f"  {p.node}: {p.records:,} records, {p.mismatches} mismatches")
+        for m in self.mismatches:
+            items = "all items" if m.kind != "differs" else ", ".join(m.fields)
+            lines.append(f"  {m.resident_code} {m.node:<10} {m.kind:<8} {items}")
+        if self.repairs:
+            lines.append(f"  {len(self.repairs)} repair notices queued in {self.cs}'s outbox")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         dump = self.full_dump_bytes * max(1, len(self.peers))

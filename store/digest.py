@@ -7,7 +7,7 @@ are random digits, so the decimal prefixes split a city evenly — and the check
 the subtrees whose hashes differ. A handful of differences among a million records costs a few
 kilobytes.
 
-Leaf hash = blake2b-128 over the canonical msgpack of the provided view of the record (the items
+Leaf hash = blake2b-128 over the msgpack of the provided view of the record (the items
 every tier shares, including 更新順番号), so a record that is stale, edited or missing at one
 tier shows as a differing leaf. Node hash = blake2b-128 over the children's (digit, hash, count)
 in digit order, recomputed from the records at each check (never from stored digests), so a row
@@ -36,9 +36,17 @@ _EMPTY = b"\x00" * HASH_SIZE
 
 
 def leaf_hash(provided: Mapping[str, Any]) -> bytes:
-    """Hash one record's provided view (a dict from store.records.provided_to_dict)."""
-    canonical = msgpack.packb(sorted(provided.items()), use_bin_type=True)
-    return hashlib.blake2b(canonical, digest_size=HASH_SIZE).digest()
+    """Hash one record's provided view (a dict from store.records.provided_to_dict).
+
+    blake2b-128 over msgpack(sorted keys) followed by msgpack(their values in that order): both
+    are self-delimiting, so keys and values cannot trade places; and with the key part fixed for
+    provided records, `scan` hashes a row as one pack of its values (a third of the cost of
+    packing key/value pairs, which matters at a million rows per tier).
+    """
+    keys = sorted(provided)
+    hasher = hashlib.blake2b(msgpack.packb(keys, use_bin_type=True), digest_size=HASH_SIZE)
+    hasher.update(msgpack.packb([provided[k] for k in keys], use_bin_type=True))
+    return hasher.digest()
 
 
 @dataclass(slots=True)
@@ -342,19 +350,21 @@ def scan(tier: str, municipality: str, depth: int = DEFAULT_DEPTH) -> tuple[Dige
     """The tier's tree for a municipality, and what a full dump of the same view would weigh
     (the sum of the msgpack sizes of the provided records as maps) — measured in the same pass,
     since the canonical bytes are in hand anyway."""
-    blake = hashlib.blake2b
-    packb = msgpack.packb
-    keys = PROVIDED_KEYS
-    pairs = len(keys)
+    pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+    keyed = hashlib.blake2b(pack(list(PROVIDED_KEYS)), digest_size=HASH_SIZE)
+    # a map of the items packs as the array of values plus every key (both headers are 1 byte)
+    key_bytes = sum(len(pack(k)) for k in PROVIDED_KEYS)
     dump = 0
 
     def leaves() -> Iterator[tuple[str, bytes]]:
         nonlocal dump
+        copy = keyed.copy
         for code, values in iter_provided_raw(tier, municipality):
-            canonical = packb(list(zip(keys, values, strict=True)), use_bin_type=True)
-            # a map packs like the array of pairs minus each pair's 1-byte fixarray header
-            dump += len(canonical) - pairs
-            yield code, blake(canonical, digest_size=HASH_SIZE).digest()
+            packed = pack(values)
+            dump += len(packed) + key_bytes
+            hasher = copy()
+            hasher.update(packed)
+            yield code, hasher.digest()
 
     tree = DigestTree.build(leaves(), depth)
     return tree, dump

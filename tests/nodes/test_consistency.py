@@ -174,6 +174,8 @@ def test_corrupted_and_deleted_rows_are_named_then_repaired(app: Appliance) -> N
     assert {m.node for m in report.mismatches} == {"pref.04", "national"}
     stale = next(m for m in report.mismatches if m.resident_code == pick[2])
     assert stale.tier_sequence == stale.cs_sequence + 5  # type: ignore[operator]
+    text = report.describe()
+    assert all(code in text for code in [*pick, extra]) and "10 mismatches" in text
     d = report.to_dict()
     assert d["full_dump_bytes"] > 0 and d["wire_bytes"] > 0 and d["round_trips"] >= 2 * 6
     assert d["body_bytes"] < d["wire_bytes"]
