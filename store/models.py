@@ -314,6 +314,8 @@ class _ProvidedColumns(BaseModel):
     record_status = EnumField(RecordStatus)  # レコード状況フラグ
     sequence = peewee.BigIntegerField()  # 更新順番号
     old_resident_code = peewee.CharField(max_length=11, null=True)  # 旧住民票コード
+    previous_municipality_code = peewee.CharField(max_length=6, null=True)  # 転入前 (order)
+    became_resident_on = IsoDateField(null=True)  # 住民となった日 (order across cities)
 
 
 class _ProvidedCurrent(_ProvidedColumns):

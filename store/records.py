@@ -206,6 +206,8 @@ class ProvidedIdentity:
     record_status: RecordStatus  # レコード状況フラグ
     sequence: int  # 更新順番号
     old_resident_code: str | None = None  # 旧住民票コード (so upper levels can re-key)
+    previous_municipality_code: str | None = None  # 市町村コード（転入前） (update order)
+    became_resident_on: date | None = None  # 住民となった日 (update order across cities)
 
 
 PROVIDED_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ProvidedIdentity))
