@@ -26,7 +26,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import peewee
 
-from store.db import current_database, is_postgresql, translate_errors
+from store.db import SQLITE_PRAGMAS, current_database, is_postgresql, translate_errors
 from store.models import (
     EPOCH,
     BaseModel,
@@ -61,6 +61,9 @@ __all__ = [
     "save_provided",
     "save_record",
 ]
+
+BULK_CACHE_KIB = -524_288
+"""SQLite page cache during a bulk load's index rebuild (negative = KiB, i.e. 512 MiB)."""
 
 Tier = Literal["prefecture", "national"]
 TIERS: tuple[Tier, ...] = ("prefecture", "national")
@@ -418,13 +421,22 @@ def _bulk_load(
     with translate_errors():
         if rebuild_indexes is None:
             rebuild_indexes = not model.select(model._meta.primary_key).limit(1).exists()
-        with db.atomic():
-            if rebuild_indexes:
-                _drop_indexes(model)
-            total = _insert_batches(db, codec, records, batch)
-            if rebuild_indexes:
-                _create_indexes(model)
-        if not is_postgresql(db):
+        sqlite = not is_postgresql(db)
+        if sqlite and rebuild_indexes:
+            # The index builds sort the whole table; with 512 MiB of page cache instead of the
+            # usual 64 they sort in memory (1.1 M rows: 10.6 s -> 6.3 s here). Given back after.
+            db.execute_sql(f"PRAGMA cache_size = {BULK_CACHE_KIB}")
+        try:
+            with db.atomic():
+                if rebuild_indexes:
+                    _drop_indexes(model)
+                total = _insert_batches(db, codec, records, batch)
+                if rebuild_indexes:
+                    _create_indexes(model)
+        finally:
+            if sqlite and rebuild_indexes:
+                db.execute_sql(f"PRAGMA cache_size = {dict(SQLITE_PRAGMAS)['cache_size']}")
+        if sqlite:
             # Sampled statistics (as PRAGMA optimize does): exact counts add nothing to the plan
             # choice and cost a full pass over every index.
             db.execute_sql("PRAGMA analysis_limit = 1000")

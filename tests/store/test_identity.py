@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import peewee
 import pytest
 
 from store import identity
-from store.db import DuplicateKey, IntegrityViolation
+from store.db import DuplicateKey, IntegrityViolation, open_database
 from store.models import (
     DestinationRow,
     IdentityHistoryRow,
@@ -30,6 +31,7 @@ from store.records import (
     provided_from,
     replace,
 )
+from store.schema import init_store
 from tests.store.conftest import MakeIdentity, full_identity
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
@@ -335,3 +337,15 @@ def test_not_null_violation_is_an_integrity_violation(db: peewee.Database) -> No
         PendingMoveOutRow.insert(
             resident_code="1", from_municipality=None, content={}, received_at=T0
         ).execute()
+
+
+def test_sqlite_bulk_load_gives_its_page_cache_back(
+    tmp_path: Path, make_identity: MakeIdentity
+) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'cs.db'}")
+    try:
+        init_store(db, "municipal_cs")
+        identity.bulk_load_identities([make_identity() for _ in range(5)])
+        assert db.execute_sql("PRAGMA cache_size").fetchone()[0] == -65_536
+    finally:
+        db.close()
