@@ -68,7 +68,31 @@ def _initial(db: peewee.Database, role: str) -> None:
     db.create_tables(TABLES_BY_ROLE[role], safe=True)
 
 
-MIGRATIONS: list[Migration] = [Migration(1, "initial schema", _initial)]
+def _provided_order_columns(db: peewee.Database, role: str) -> None:
+    """Provided copies gained 市町村コード（転入前） and 住民となった日 (cross-city order)."""
+    for model in (
+        models.PrefectureIdentityRow,
+        models.PrefectureIdentityHistoryRow,
+        models.NationalIdentityRow,
+        models.NationalIdentityHistoryRow,
+    ):
+        table = model._meta.table_name
+        if not db.table_exists(table):
+            continue
+        present = {column.name for column in db.get_columns(table)}
+        for name in ("previous_municipality_code", "became_resident_on"):
+            if name not in present:
+                field = model._meta.fields[name]
+                ddl = db.get_sql_context().sql(field.ddl(db.get_sql_context())).query()[0]
+                db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN {ddl}')
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "initial schema", _initial),
+    Migration(
+        2, "provided copies: previous municipality, became resident on", _provided_order_columns
+    ),
+]
 
 TABLES_BY_ROLE: dict[str, list[type[BaseModel]]] = {
     "municipal_cs": [

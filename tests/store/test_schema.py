@@ -23,6 +23,8 @@ from store.schema import (
 )
 
 JOURNAL_TABLES = {"inbox", "outbox", "refusal"}
+LATEST = schema.MIGRATIONS[-1].version  # the shipped migrations; tests add theirs above it
+A, B = LATEST + 1, LATEST + 2
 
 
 class ExtraRow(BaseModel):
@@ -78,7 +80,7 @@ def test_init_store_from_a_url_binds_the_process(store_url: str) -> None:
     assert "prefecture_identity" in created
     db = SchemaVersion._meta.database.obj
     try:
-        assert current_version(db) == 1
+        assert current_version(db) == LATEST
     finally:
         db.close()
 
@@ -112,24 +114,25 @@ def test_migrate_applies_pending_versions_in_order(
     init_store(empty_db, "card_management")
     applied: list[str] = []
 
-    @schema.register_migration(2, "add a note table")
+    @schema.register_migration(A, "add a note table")
     def _two(db: peewee.Database, role: str) -> None:
-        applied.append(f"2:{role}")
+        applied.append(f"A:{role}")
         db.create_tables([ExtraRow])
 
-    @schema.register_migration(3, "fill it")
+    @schema.register_migration(B, "fill it")
     def _three(db: peewee.Database, role: str) -> None:
-        applied.append(f"3:{role}")
+        applied.append(f"B:{role}")
         ExtraRow.create(note="migrated")
 
-    assert migrate(empty_db, "card_management", target=2) == [2]
-    assert current_version(empty_db) == 2
-    assert migrate(empty_db, "card_management") == [3]
+    assert migrate(empty_db, "card_management", target=A) == [A]
+    assert current_version(empty_db) == A
+    assert migrate(empty_db, "card_management") == [B]
     assert migrate(empty_db, "card_management") == []
-    assert applied == ["2:card_management", "3:card_management"]
+    assert applied == ["A:card_management", "B:card_management"]
     assert [r.note for r in ExtraRow.select()] == ["migrated"]
     descriptions = [r.description for r in SchemaVersion.select().order_by(SchemaVersion.version)]
-    assert descriptions == ["initial schema", "add a note table", "fill it"]
+    assert descriptions[0] == "initial schema"
+    assert descriptions[-2:] == ["add a note table", "fill it"]
 
 
 def test_a_failing_migration_leaves_the_previous_version(
@@ -137,7 +140,7 @@ def test_a_failing_migration_leaves_the_previous_version(
 ) -> None:
     init_store(empty_db, "card_management")
 
-    @schema.register_migration(2, "breaks half way")
+    @schema.register_migration(A, "breaks half way")
     def _broken(db: peewee.Database, role: str) -> None:
         db.create_tables([ExtraRow])
         ExtraRow.create(note="half")
@@ -145,7 +148,7 @@ def test_a_failing_migration_leaves_the_previous_version(
 
     with pytest.raises(RuntimeError):
         migrate(empty_db, "card_management")
-    assert current_version(empty_db) == 1
+    assert current_version(empty_db) == LATEST
     assert "test_extra" not in empty_db.get_tables()  # both engines roll back DDL
 
 
@@ -153,10 +156,10 @@ def test_fresh_store_is_stamped_at_the_latest_version_without_replaying(
     empty_db: peewee.Database, restore_registry: None
 ) -> None:
     replayed: list[int] = []
-    schema.MIGRATIONS.append(Migration(2, "alter", lambda db, role: replayed.append(2)))
+    schema.MIGRATIONS.append(Migration(A, "alter", lambda db, role: replayed.append(A)))
     init_store(empty_db, "card_management")
     assert replayed == []
-    assert current_version(empty_db) == 2
+    assert current_version(empty_db) == A
 
 
 def test_register_migration_refuses_old_numbers(restore_registry: None) -> None:
@@ -178,3 +181,20 @@ def test_importing_the_store_touches_no_database() -> None:
         "assert database_proxy.obj is None\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_migration_2_adds_the_order_columns_to_a_version_1_store(
+    empty_db: peewee.Database,
+) -> None:
+    init_store(empty_db, "national")
+    # Make it what a version-1 store looked like: no order columns, version 1.
+    for table in ("national_identity", "national_identity_history"):
+        for column in ("previous_municipality_code", "became_resident_on"):
+            empty_db.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+    SchemaVersion.delete().where(SchemaVersion.version > 1).execute()
+
+    assert init_store(empty_db, "national") == []
+    assert current_version(empty_db) >= 2
+    for table in ("national_identity", "national_identity_history"):
+        columns = {c.name for c in empty_db.get_columns(table)}
+        assert {"previous_municipality_code", "became_resident_on"} <= columns, table
