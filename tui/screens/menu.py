@@ -24,6 +24,36 @@ def _admin() -> Screen[Any]:
     return AdminScreen()
 
 
+def _search() -> Screen[Any]:
+    from tui.screens.search import SearchScreen
+
+    return SearchScreen()
+
+
+def _national() -> Screen[Any]:
+    from tui.screens.national import NationalQueryScreen
+
+    return NationalQueryScreen()
+
+
+def _tokurei() -> Screen[Any]:
+    from tui.screens.tokurei import TokureiScreen
+
+    return TokureiScreen()
+
+
+def _code_change() -> Screen[Any]:
+    from tui.screens.code_change import CodeChangeScreen
+
+    return CodeChangeScreen()
+
+
+def _statistics() -> Screen[Any]:
+    from tui.screens.statistics import StatisticsScreen
+
+    return StatisticsScreen()
+
+
 def _audit() -> Screen[Any]:
     from tui.screens.audit import AuditScreen
 
@@ -42,12 +72,18 @@ class Entry:
 
 
 MENU: tuple[Entry, ...] = (
-    Entry("search", "本人確認情報検索", "cs.op.search", "4情報で本人確認情報を検索"),
+    Entry("search", "本人確認情報検索", "cs.op.search", "4情報で本人確認情報を検索", _search),
     Entry("card_check", "本人確認（カード）", "cs.op.lookup", "個人番号カードによる本人確認"),
-    Entry("national", "全国サーバ照会", "cs.op.national_query", "全国サーバへの照会"),
-    Entry("tokurei", "特例転入", "cs.op.pending_moveouts", "転出証明書情報による転入"),
-    Entry("code_change", "住民票コード変更", "cs.op.code_candidates", "住民票コードの変更"),
-    Entry("statistics", "統計", "cs.op.statistics", "更新件数の集計"),
+    Entry("national", "全国サーバ照会", "cs.op.national_query", "全国サーバへの照会", _national),
+    Entry("tokurei", "特例転入", "cs.op.pending_moveouts", "転出証明書情報による転入", _tokurei),
+    Entry(
+        "code_change",
+        "住民票コード変更",
+        "cs.op.code_candidates",
+        "住民票コードの変更",
+        _code_change,
+    ),
+    Entry("statistics", "統計", "cs.op.statistics", "更新件数の集計", _statistics),
     Entry("admin", "操作者管理", "cs.op.admin.operators", "操作者・権限・生体・カード", _admin),
     Entry(
         "audit", "監査（使用履歴の確認）", "cs.op.audit.usage", "使用履歴と提供記録の確認", _audit

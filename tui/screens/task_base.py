@@ -12,6 +12,7 @@ the request, so what the CS refuses (and logs) is the truth.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,6 +31,13 @@ from tui.widgets import StatusBar
 
 if TYPE_CHECKING:
     from tui.shell import TerminalApp
+
+CODE_RE = r"[0-9]{11}"
+"""住民票コード on the wire (nodes/messages.py CODE)."""
+NUMBER_RE = r"[0-9]{12}"
+"""個人番号 on the wire."""
+DATE_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+"""Dates on the wire (YYYY-MM-DD)."""
 
 RULES: dict[str, tuple[str, str]] = {
     "V-1": (
@@ -261,6 +269,24 @@ class TaskScreen(Screen[None]):
         self.terminal.request(
             requester or self, tag, message_type, body, task=self.task_kind, reason=self.reason
         )
+
+    def valid(self, value: str, pattern: str, label: str, example: str) -> bool:
+        """Whether ``value`` has the wire format ``pattern`` (a regex); if not, say so (V-1).
+
+        Formats are checked before sending because the wire schema refuses a malformed body
+        outright; rules about content (V-7 …) are left to the CS.
+        """
+        if re.fullmatch(pattern, value):
+            return True
+        self.show_error(
+            ErrorInfo(
+                f"{label}の形式が正しくありません",
+                f"「{label}」に入力された値は形式チェック（V-1）を通りません。",
+                f"{example} の形式で入力してください。",
+                "V-1",
+            )
+        )
+        return False
 
     def set_state(self, text: str) -> None:
         """The one-line status under the task's widgets (progress, counts, outcome)."""
