@@ -54,6 +54,42 @@ def _statistics() -> Screen[Any]:
     return StatisticsScreen()
 
 
+def _card_check() -> Screen[Any]:
+    from tui.screens.card_check import CardCheckScreen
+
+    return CardCheckScreen()
+
+
+def _card_events() -> Screen[Any]:
+    from tui.screens.card_events import CardEventsScreen
+
+    return CardEventsScreen()
+
+
+def _destinations() -> Screen[Any]:
+    from tui.screens.destinations import DestinationsScreen
+
+    return DestinationsScreen()
+
+
+def _consistency() -> Screen[Any]:
+    from tui.screens.consistency import ConsistencyScreen
+
+    return ConsistencyScreen()
+
+
+def _correction_propose() -> Screen[Any]:
+    from tui.screens.corrections import CorrectionProposeScreen
+
+    return CorrectionProposeScreen()
+
+
+def _correction_approve() -> Screen[Any]:
+    from tui.screens.corrections import CorrectionApproveScreen
+
+    return CorrectionApproveScreen()
+
+
 def _audit() -> Screen[Any]:
     from tui.screens.audit import AuditScreen
 
@@ -73,7 +109,20 @@ class Entry:
 
 MENU: tuple[Entry, ...] = (
     Entry("search", "本人確認情報検索", "cs.op.search", "4情報で本人確認情報を検索", _search),
-    Entry("card_check", "本人確認（カード）", "cs.op.lookup", "個人番号カードによる本人確認"),
+    Entry(
+        "card_check",
+        "本人確認（カード）",
+        "cs.op.card.check",
+        "個人番号カードによる本人確認",
+        _card_check,
+    ),
+    Entry(
+        "card_events",
+        "カード交付・廃止・回収・一時停止解除・返還",
+        "cs.op.card.event",
+        "個人番号カードの交付と状態の変更",
+        _card_events,
+    ),
     Entry("national", "全国サーバ照会", "cs.op.national_query", "全国サーバへの照会", _national),
     Entry("tokurei", "特例転入", "cs.op.pending_moveouts", "転出証明書情報による転入", _tokurei),
     Entry(
@@ -84,6 +133,34 @@ MENU: tuple[Entry, ...] = (
         _code_change,
     ),
     Entry("statistics", "統計", "cs.op.statistics", "更新件数の集計", _statistics),
+    Entry(
+        "destinations",
+        "送付先情報通知",
+        "cs.op.destinations",
+        "送付先情報の受信・送付・受領確認・消去の件数",
+        _destinations,
+    ),
+    Entry(
+        "consistency",
+        "整合性確認",
+        "cs.op.consistency.status",
+        "都道府県サーバ・全国サーバとの本人確認情報の整合",
+        _consistency,
+    ),
+    Entry(
+        "correction_propose",
+        "職権修正（入力）",
+        "cs.op.correction.propose",
+        "本人確認情報の訂正案を入力",
+        _correction_propose,
+    ),
+    Entry(
+        "correction_approve",
+        "職権修正（承認）",
+        "cs.op.correction.approve",
+        "別の操作者が入力した訂正案の承認・却下",
+        _correction_approve,
+    ),
     Entry("admin", "操作者管理", "cs.op.admin.operators", "操作者・権限・生体・カード", _admin),
     Entry(
         "audit", "監査（使用履歴の確認）", "cs.op.audit.usage", "使用履歴と提供記録の確認", _audit
