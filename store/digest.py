@@ -9,9 +9,14 @@ kilobytes.
 
 Leaf hash = blake2b-128 over the msgpack of the provided view of the record (the items
 every tier shares, including 更新順番号), so a record that is stale, edited or missing at one
-tier shows as a differing leaf. Node hash = blake2b-128 over the children's (digit, hash, count)
-in digit order, recomputed from the records at each check (never from stored digests), so a row
-edited behind the application's back is found too.
+tier shows as a differing leaf. A bucket (prefix of DEFAULT_DEPTH digits) hashes its (code, leaf
+hash) pairs in code order; a node above hashes its children's (digit, hash) in digit order, and
+the walk compares (hash, record count). Everything is recomputed from the rows at each check
+(never from stored digests), so a row edited behind the application's back is found too.
+
+The view hashed at a tier is read from the raw rows (`iter_provided_raw`), not through the
+record dataclasses: same values, a fraction of the cost. `walk` is the comparison itself, over
+any `Ask` callable (an RPC in nodes/consistency.py, another tree in the tests).
 """
 
 from __future__ import annotations
