@@ -141,9 +141,13 @@ class PeeweeJournal:
             DuplicateKey: the id is already there (a replay racing past `inbox_contains`); the
                 caller's transaction must be rolled back, which undoes the replayed effect.
         """
+        db = self._db
+        p = db.param
         with translate_errors():
-            Inbox.insert(msg_id=msg_id, sender=sender, type=type, received_at=received_at).execute(
-                self._db
+            db.execute_sql(
+                f'INSERT INTO "inbox" ("msg_id", "sender", "type", "received_at") '
+                f"VALUES ({p}, {p}, {p}, {p})",
+                (msg_id, sender, type, received_at),
             )
 
     def outbox_add(
@@ -155,18 +159,20 @@ class PeeweeJournal:
         created_at: float,
         correlation_id: str | None = None,
     ) -> int:
-        """Queue an onward notice; returns its seq (relay order)."""
+        """Queue an onward notice; returns its seq (relay order).
+
+        Raw SQL: every applied update writes one or more of these inside the group commit, and
+        peewee's query building cost more than the insert itself.
+        """
+        db = self._db
+        p = db.param
         with translate_errors():
-            return int(
-                Outbox.insert(
-                    msg_id=msg_id,
-                    recipient=recipient,
-                    type=type,
-                    body=pack_body(body),
-                    created_at=created_at,
-                    correlation_id=correlation_id,
-                ).execute(self._db)
-            )
+            row = db.execute_sql(
+                f'INSERT INTO "outbox" ("msg_id", "recipient", "type", "body", "created_at", '
+                f'"correlation_id") VALUES ({p}, {p}, {p}, {p}, {p}, {p}) RETURNING "seq"',
+                (msg_id, recipient, type, pack_body(body), created_at, correlation_id),
+            ).fetchone()
+        return int(row[0])
 
     def outbox_pending(self, limit: int) -> list[OutboxEntry]:
         """Unsent notices, oldest (lowest seq) first."""

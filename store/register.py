@@ -12,13 +12,14 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgpack
 import peewee
 
-from store.db import translate_errors
-from store.models import BaseModel, MsgpackField, UtcMicrosField
+from store.db import current_database, translate_errors
+from store.models import EPOCH, BaseModel, MsgpackField, UtcMicrosField
 from store.schema import register_tables
 
 
@@ -67,37 +68,33 @@ class RegisterEntry:
 
 
 def get(code: str) -> RegisterEntry | None:
+    # raw SQL: the simulator and the feed call this once per 異動, thousands of times a second
+    db = current_database()
     with translate_errors():
-        row = RegisterRow.get_or_none(RegisterRow.resident_code == code)
-    return (
-        None
-        if row is None
-        else RegisterEntry(row.resident_code, row.status, row.household, row.record)
-    )
+        row = db.execute_sql(
+            f'SELECT "resident_code", "status", "household", "record" FROM "register_person" '
+            f'WHERE "resident_code" = {db.param}',
+            (code,),
+        ).fetchone()
+    if row is None:
+        return None
+    return RegisterEntry(row[0], row[1], row[2], msgpack.unpackb(bytes(row[3]), raw=False))
 
 
 def put(
     code: str, record: dict[str, Any], status: str, household: str, *, now: datetime | None = None
 ) -> None:
+    db = current_database()
+    at = now or datetime.now(UTC)
+    micros = (at - EPOCH) // timedelta(microseconds=1)
+    p = db.param
     with translate_errors():
-        (
-            RegisterRow.insert(
-                resident_code=code,
-                status=status,
-                household=household,
-                record=record,
-                updated_at=now or datetime.now(UTC),
-            )
-            .on_conflict(
-                conflict_target=[RegisterRow.resident_code],
-                update={
-                    RegisterRow.status: status,
-                    RegisterRow.household: household,
-                    RegisterRow.record: record,
-                    RegisterRow.updated_at: now or datetime.now(UTC),
-                },
-            )
-            .execute()
+        db.execute_sql(
+            f'INSERT INTO "register_person" ("resident_code", "status", "household", "record", '
+            f'"updated_at") VALUES ({p}, {p}, {p}, {p}, {p}) ON CONFLICT ("resident_code") DO '
+            'UPDATE SET "status" = EXCLUDED."status", "household" = EXCLUDED."household", '
+            '"record" = EXCLUDED."record", "updated_at" = EXCLUDED."updated_at"',
+            (code, status, household, msgpack.packb(record, use_bin_type=True), micros),
         )
 
 
@@ -129,16 +126,20 @@ def bulk_put(entries: Iterable[RegisterEntry], *, now: datetime | None = None) -
 
 def next_sequence(count: int = 1) -> int:
     """Reserve `count` 更新順番号 and return the first (inside the caller's transaction)."""
+    db = current_database()
+    p = db.param
     with translate_errors():
-        row = RegisterCounter.get_or_none(RegisterCounter.name == "sequence")
+        row = db.execute_sql(
+            f'SELECT "value" FROM "register_counter" WHERE "name" = {p}', ("sequence",)
+        ).fetchone()
         if row is None:
             RegisterCounter.insert(name="sequence", value=count).execute()
             return 1
-        first = row.value + 1
-        RegisterCounter.update(value=RegisterCounter.value + count).where(
-            RegisterCounter.name == "sequence"
-        ).execute()
-        return int(first)
+        db.execute_sql(
+            f'UPDATE "register_counter" SET "value" = "value" + {p} WHERE "name" = {p}',
+            (count, "sequence"),
+        )
+        return int(row[0]) + 1
 
 
 def set_sequence_floor(value: int) -> None:
@@ -175,24 +176,30 @@ def codes_left() -> int:
 
 
 def sample_current(rng: random.Random, n: int = 1) -> list[RegisterEntry]:
-    """A few current residents chosen at random (the simulator's next actors)."""
+    """Current residents chosen at random (the simulator's next actors).
+
+    住民票コード are uniformly random digits, so "the first current resident at or after a random
+    code" is a near-uniform draw that the primary key answers in O(log n) — unlike OFFSET, which
+    walks the table.
+    """
+    db = current_database()
+    p = db.param
+    sql = (
+        f'SELECT "resident_code", "status", "household", "record" FROM "register_person" '
+        f'WHERE "resident_code" >= {p} AND "status" = {p} ORDER BY "resident_code" LIMIT 1'
+    )
+    out: list[RegisterEntry] = []
     with translate_errors():
-        total = RegisterRow.select().where(RegisterRow.status == "current").count()
-        if total == 0:
-            return []
-        out = []
         for _ in range(n):
-            offset = rng.randrange(total)
+            start = f"{rng.randrange(10**11):011d}"
             row = (
-                RegisterRow.select()
-                .where(RegisterRow.status == "current")
-                .order_by(RegisterRow.resident_code)
-                .offset(offset)
-                .limit(1)
-                .first()
+                db.execute_sql(sql, (start, "current")).fetchone()
+                or db.execute_sql(sql, ("", "current")).fetchone()
             )
-            if row is not None:
-                out.append(RegisterEntry(row.resident_code, row.status, row.household, row.record))
+            if row is None:
+                return out
+            record = msgpack.unpackb(bytes(row[3]), raw=False)
+            out.append(RegisterEntry(row[0], row[1], row[2], record))
     return out
 
 
