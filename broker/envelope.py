@@ -109,7 +109,44 @@ def _time_ok(value: object) -> bool:
 
 
 def _header_problem(h: Header) -> str | None:
-    """Why `h` is not a well-formed version-1 header (shared by sealing and opening)."""
+    """Why `h` is not a well-formed version-1 header (shared by sealing and opening).
+
+    One flat expression answers the common case (a well-formed header) without a call per
+    field; only a header that fails it goes through the checks that name the problem.
+    """
+    t, s, r, cid, rh = h.type, h.sender, h.recipient, h.correlation_id, h.request_hash
+    iat, dl, kind = h.issued_at, h.deadline, h.kind
+    if (
+        type(t) is str
+        and type(s) is str
+        and type(r) is str
+        and 0 < len(t) <= _MAX_NAME
+        and 0 < len(s) <= _MAX_NAME
+        and 0 < len(r) <= _MAX_NAME
+        and type(iat) is int
+        and type(dl) is int
+        and 0 <= iat <= dl <= _MAX_TIME_MS
+        and (
+            (
+                kind is Kind.REPLY
+                and type(cid) is str
+                and 0 < len(cid) <= _MAX_NAME
+                and type(rh) is bytes
+                and len(rh) == _HASH_SIZE
+            )
+            or (
+                (kind is Kind.REQUEST or kind is Kind.NOTICE)
+                and rh is None
+                and (cid is None or (type(cid) is str and 0 < len(cid) <= _MAX_NAME))
+            )
+        )
+        and is_message_id(h.msg_id)
+    ):
+        return None
+    return _header_problem_detail(h)
+
+
+def _header_problem_detail(h: Header) -> str | None:
     if not is_message_id(h.msg_id):
         return "id is not a message id"
     if type(h.kind) is not Kind:
@@ -161,16 +198,66 @@ def _malformed(detail: str) -> Refused:
     return Refused(Reason.MALFORMED, detail)
 
 
+def _bin_prefix(size: int) -> bytes:
+    """msgpack's (minimal) bin 8/16/32 prefix for `size` bytes, as `packb` writes it."""
+    if size < 0x100:
+        return bytes((0xC4, size))
+    if size < 0x10000:
+        return b"\xc5" + size.to_bytes(2, "big")
+    return b"\xc6" + size.to_bytes(4, "big")
+
+
+_OUTER_HEAD = bytes((0x94, VERSION))  # fixarray of 4, positive fixint 1
+_SIG_PREFIX = _bin_prefix(crypto.SIGNATURE_SIZE)
+
+
+def _bin_at(wire: bytes, pos: int) -> tuple[int, int]:
+    """(start, end) of the bin object at `pos`; (-1, -1) when it is not a bin."""
+    tag = wire[pos]
+    if tag == 0xC4:
+        start = pos + 2
+        return start, start + wire[pos + 1]
+    if tag == 0xC5:
+        start = pos + 3
+        return start, start + int.from_bytes(wire[pos + 1 : start], "big")
+    if tag == 0xC6:
+        start = pos + 5
+        return start, start + int.from_bytes(wire[pos + 1 : start], "big")
+    return -1, -1
+
+
+def _split(wire: bytes) -> list[Any] | None:
+    """The envelope array of a wire in the layout `Sealer` writes, without a msgpack pass.
+
+    Any other encoding (non-minimal lengths, wrong types, trailing bytes, truncation) gives
+    None and goes through the general decoder, which also names what is wrong with it.
+    """
+    if wire[:2] != _OUTER_HEAD or len(wire) < 72:
+        return None
+    start, end = _bin_at(wire, 2)
+    if start < 0 or wire[end : end + 2] != _SIG_PREFIX:
+        return None
+    sig_end = end + 2 + crypto.SIGNATURE_SIZE
+    if sig_end + 1 >= len(wire):
+        return None
+    ct_start, ct_end = _bin_at(wire, sig_end)
+    if ct_start < 0 or ct_end != len(wire):
+        return None
+    return [VERSION, wire[start:end], wire[end + 2 : sig_end], wire[ct_start:]]
+
+
 def _decode(wire: object) -> tuple[Header, bytes, bytes, bytes]:
     """Parse the outer array and the header; MALFORMED or UNKNOWN_VERSION on failure."""
     if type(wire) is not bytes:
         raise _malformed(f"wire must be bytes, got {type(wire).__name__}")
     if len(wire) > MAX_WIRE_BYTES:
         raise _malformed(f"wire longer than {MAX_WIRE_BYTES} bytes")
-    try:
-        outer = _unpack(wire)
-    except Exception as exc:  # msgpack raises ValueError, TypeError, StackError, ExtraData, ...
-        raise _malformed(f"not msgpack: {type(exc).__name__}") from None
+    outer = _split(wire)
+    if outer is None:
+        try:
+            outer = _unpack(wire)
+        except Exception as exc:  # msgpack raises ValueError, TypeError, StackError, ...
+            raise _malformed(f"not msgpack: {type(exc).__name__}") from None
     if type(outer) is not list or not outer or type(outer[0]) is not int:
         raise _malformed("not an envelope array")
     if outer[0] != VERSION:
@@ -264,20 +351,35 @@ def reply_header(
     )
 
 
-class _Boxes:
-    """Precomputed crypto_box shared keys per peer box key (a rotated key gets a new one)."""
+class _Peers:
+    """Per peer: its trust entry and the crypto_box with our shared key precomputed.
 
-    __slots__ = ("_boxes", "_own")
+    Looked up by node id on every message; the trust store is asked each time (a rotated or
+    removed peer takes effect at once) and the cached box is reused while the entry is the same
+    object.
+    """
 
-    def __init__(self, own: crypto.BoxSecret) -> None:
+    __slots__ = ("_cache", "_own", "_trust")
+
+    def __init__(self, own: crypto.BoxSecret, trust: TrustStore) -> None:
         self._own = own
-        self._boxes: dict[bytes, crypto.Box] = {}
+        self._trust = trust
+        self._cache: dict[str, tuple[PublicIdentity, crypto.Box]] = {}
 
-    def for_peer(self, peer: PublicIdentity) -> crypto.Box:
-        box = self._boxes.get(peer.box_key)
-        if box is None:
-            box = self._boxes[peer.box_key] = crypto.Box(self._own, peer.box_key)
-        return box
+    def get(self, node_id: str) -> tuple[PublicIdentity, crypto.Box] | None:
+        peer = self._trust.get(node_id)
+        if peer is None:
+            return None
+        cached = self._cache.get(node_id)
+        if cached is not None and cached[0] is peer:
+            return cached
+        if len(self._cache) >= _MAX_CACHED_PEERS:
+            self._cache.clear()
+        entry = self._cache[node_id] = (peer, crypto.Box(self._own, peer.box_key))
+        return entry
+
+
+_MAX_CACHED_PEERS = 4096
 
 
 class Sealer:
@@ -285,8 +387,10 @@ class Sealer:
 
     def __init__(self, identity: Identity, trust: TrustStore) -> None:
         self._identity = identity
+        self._node_id = identity.node_id
+        self._sign = identity.signer.sign
         self._trust = trust
-        self._boxes = _Boxes(identity.box_secret)
+        self._peers = _Peers(identity.box_secret, trust)
 
     def seal(self, header: Header, body: dict[str, Any]) -> bytes:
         """The wire bytes of `body` under `header`.
@@ -295,21 +399,31 @@ class Sealer:
             ValueError: the header is not ours or not well formed (a programming error).
             KeyStoreError: the recipient is not in the trust file.
         """
-        if header.sender != self._identity.node_id:
-            raise ValueError(f"header sender {header.sender!r} is not {self._identity.node_id!r}")
+        if header.sender != self._node_id:
+            raise ValueError(f"header sender {header.sender!r} is not {self._node_id!r}")
         if header.version != VERSION:
             raise ValueError(f"cannot seal wire version {header.version}")
         problem = _header_problem(header)
         if problem is not None:
             raise ValueError(f"header: {problem}")
-        peer = self._trust.get(header.recipient)
+        peer = self._peers.get(header.recipient)
         if peer is None:
             raise KeyStoreError(f"recipient {header.recipient!r} is not in the trust file")
-        ciphertext = self._boxes.for_peer(peer).encrypt(msgpack.packb(body))
+        ciphertext = peer[1].encrypt(msgpack.packb(body))
         header_bytes = encode_header(header)
-        signature = self._identity.signer.sign(SIGN_CONTEXT + header_bytes + ciphertext)
-        wire: bytes = msgpack.packb([VERSION, header_bytes, signature, ciphertext])
-        return wire
+        signature = self._sign(SIGN_CONTEXT + header_bytes + ciphertext)
+        # msgpack [1, header_bytes, signature, ciphertext], written directly (golden-tested).
+        return b"".join(
+            (
+                _OUTER_HEAD,
+                _bin_prefix(len(header_bytes)),
+                header_bytes,
+                _SIG_PREFIX,
+                signature,
+                _bin_prefix(len(ciphertext)),
+                ciphertext,
+            )
+        )
 
 
 class Opener:
@@ -339,38 +453,42 @@ class Opener:
         self._replay = replay
         self._skew_ms = int(skew_seconds * 1000)
         self._clock = clock
-        self._boxes = _Boxes(identity.box_secret)
+        self._peers = _Peers(identity.box_secret, trust)
+        self._allows = routes.allows
+        self._validate = schemas.validate_body
+        self._seen = replay.seen
 
     def open(self, wire: bytes) -> Message:
         """The verified message, or Refused with the first failing check's reason."""
         header, header_bytes, signature, ciphertext = _decode(wire)
-        sender = self._trust.get(header.sender)
-        if sender is None:
-            raise Refused(Reason.UNKNOWN_SENDER, f"sender {header.sender!r} not in trust file")
+        sender = header.sender
+        peer = self._peers.get(sender)
+        if peer is None:
+            raise Refused(Reason.UNKNOWN_SENDER, f"sender {sender!r} not in trust file")
         if header.recipient != self._node_id:
             raise Refused(Reason.NOT_FOR_ME, f"addressed to {header.recipient!r}")
         if not crypto.verify(
-            sender.verify_key, SIGN_CONTEXT + header_bytes + ciphertext, signature
+            peer[0].verify_key, SIGN_CONTEXT + header_bytes + ciphertext, signature
         ):
-            raise Refused(Reason.BAD_SIGNATURE, f"signature does not verify for {header.sender!r}")
+            raise Refused(Reason.BAD_SIGNATURE, f"signature does not verify for {sender!r}")
         now_ms = int(self._clock() * 1000)
         if now_ms > header.deadline + self._skew_ms:
             raise Refused(Reason.EXPIRED, f"deadline passed {now_ms - header.deadline} ms ago")
         if header.issued_at > now_ms + self._skew_ms:
             raise Refused(Reason.FROM_FUTURE, f"issued {header.issued_at - now_ms} ms ahead")
-        if self._replay.seen(header.msg_id):
+        if self._seen(header.msg_id):
             raise Refused(Reason.REPLAY, f"message {header.msg_id} already seen")
-        if not self._routes.allows(header.sender, header.recipient, header.type, header.kind):
+        if not self._allows(sender, header.recipient, header.type, header.kind):
             raise Refused(
                 Reason.ROUTE_NOT_ALLOWED,
-                f"{header.kind} {header.type!r} from {header.sender!r} to {header.recipient!r}",
+                f"{header.kind} {header.type!r} from {sender!r} to {header.recipient!r}",
             )
-        plaintext = self._boxes.for_peer(sender).decrypt(ciphertext)
+        plaintext = peer[1].decrypt(ciphertext)
         if plaintext is None:
-            raise Refused(Reason.UNDECRYPTABLE, f"body not boxed for us by {header.sender!r}")
+            raise Refused(Reason.UNDECRYPTABLE, f"body not boxed for us by {sender!r}")
         try:
             body = _unpack(plaintext)
         except Exception as exc:
             raise _malformed(f"body not msgpack: {type(exc).__name__}") from None
-        self._schemas.validate_body(header, body)
+        self._validate(header, body)
         return Message(header, body, wire)

@@ -47,6 +47,10 @@ class RouteTable:
     def __init__(self, routes: Iterable[Route], nodes: Mapping[str, NodeInfo]) -> None:
         self._routes = tuple(routes)
         self._nodes = dict(nodes)
+        # The table and directory never change after construction, so every answer is final:
+        # remembered per (sender, recipient, type, kind), since fnmatch on every message is the
+        # route check's whole cost. Bounded, because `type` comes from (signed) input.
+        self._memo: dict[tuple[str, str, str, str], bool] = {}
 
     @property
     def routes(self) -> tuple[Route, ...]:
@@ -61,6 +65,15 @@ class RouteTable:
         A reply travels back along the request's route, so it is allowed exactly when the
         request it answers would be allowed the other way.
         """
+        key = (sender, recipient, message_type, kind)
+        answer = self._memo.get(key)
+        if answer is None:
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()
+            answer = self._memo[key] = self._evaluate(sender, recipient, message_type, kind)
+        return answer
+
+    def _evaluate(self, sender: str, recipient: str, message_type: str, kind: str) -> bool:
         if kind == "reply":
             sender, recipient = recipient, sender
         src = self._nodes.get(sender)
@@ -75,6 +88,9 @@ class RouteTable:
             if route.matches_type(message_type):
                 return True
         return False
+
+
+_MEMO_MAX = 65536
 
 
 def _scope_holds(scope: str, src: NodeInfo, dst: NodeInfo) -> bool:

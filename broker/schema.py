@@ -40,12 +40,24 @@ def _type_name(value: object) -> str:
 
 
 class Spec:
-    """A schema node. `validate` raises Refused(Reason.SCHEMA) naming `path` on mismatch."""
+    """A schema node. `validate` raises Refused(Reason.SCHEMA) naming `path` on mismatch.
+
+    `ok` answers the same question without naming anything: the hot path asks it first and only
+    a body that fails is walked again by `validate` for the detail, so a valid body costs no
+    path strings. Subclasses that only define `validate` get a correct (slower) `ok`.
+    """
 
     __slots__ = ()
 
     def validate(self, value: object, path: str) -> None:
         raise NotImplementedError
+
+    def ok(self, value: object) -> bool:
+        try:
+            self.validate(value, "")
+        except Refused:
+            return False
+        return True
 
 
 class Str(Spec):
@@ -54,6 +66,13 @@ class Str(Spec):
     def __init__(self, max_len: int, pattern: str | None = None) -> None:
         self.max_len = max_len
         self.pattern = re.compile(pattern) if pattern is not None else None
+
+    def ok(self, value: object) -> bool:
+        return (
+            type(value) is str
+            and len(value) <= self.max_len
+            and (self.pattern is None or self.pattern.fullmatch(value) is not None)
+        )
 
     def validate(self, value: object, path: str) -> None:
         if type(value) is not str:
@@ -71,6 +90,9 @@ class Int(Spec):
         self.lo = lo
         self.hi = hi
 
+    def ok(self, value: object) -> bool:
+        return type(value) is int and self.lo <= value <= self.hi
+
     def validate(self, value: object, path: str) -> None:
         if type(value) is not int:
             raise _refuse(path, f"expected int, got {_type_name(value)}")
@@ -80,6 +102,9 @@ class Int(Spec):
 
 class Bool(Spec):
     __slots__ = ()
+
+    def ok(self, value: object) -> bool:
+        return type(value) is bool
 
     def validate(self, value: object, path: str) -> None:
         if type(value) is not bool:
@@ -91,6 +116,9 @@ class Float(Spec):
     infinities are refused because no field of ours has a meaning for them."""
 
     __slots__ = ()
+
+    def ok(self, value: object) -> bool:
+        return type(value) is float and math.isfinite(value)
 
     def validate(self, value: object, path: str) -> None:
         if type(value) is not float:
@@ -104,6 +132,9 @@ class Bytes(Spec):
 
     def __init__(self, max_len: int) -> None:
         self.max_len = max_len
+
+    def ok(self, value: object) -> bool:
+        return type(value) is bytes and len(value) <= self.max_len
 
     def validate(self, value: object, path: str) -> None:
         if type(value) is not bytes:
@@ -122,8 +153,14 @@ class Enum(Spec):
             raise ValueError("Enum needs at least one value")
         self.values = frozenset((type(v), v) for v in values)
 
+    def ok(self, value: object) -> bool:
+        try:
+            return (type(value), value) in self.values
+        except TypeError:  # an unhashable value (a list or map) is never one of them
+            return False
+
     def validate(self, value: object, path: str) -> None:
-        if (type(value), value) not in self.values:
+        if not self.ok(value):
             raise _refuse(path, "not one of the allowed values")
 
 
@@ -133,6 +170,11 @@ class List(Spec):
     def __init__(self, item: Spec, max_items: int) -> None:
         self.item = item
         self.max_items = max_items
+
+    def ok(self, value: object) -> bool:
+        if type(value) is not list or len(value) > self.max_items:
+            return False
+        return all(map(self.item.ok, value))
 
     def validate(self, value: object, path: str) -> None:
         if type(value) is not list:
@@ -152,6 +194,9 @@ class Optional(Spec):
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
 
+    def ok(self, value: object) -> bool:
+        return value is None or self.spec.ok(value)
+
     def validate(self, value: object, path: str) -> None:
         if value is not None:
             self.spec.validate(value, path)
@@ -166,7 +211,19 @@ class Obj(Spec):
         self.fields = dict(fields)
         self.required = frozenset(k for k, s in self.fields.items() if not isinstance(s, Optional))
 
+    def ok(self, value: object) -> bool:
+        if type(value) is not dict:
+            return False
+        fields = self.fields
+        for key, element in value.items():
+            spec = fields.get(key) if type(key) is str else None
+            if spec is None or not spec.ok(element):
+                return False
+        return len(value) >= len(fields) or not self.required.difference(value)
+
     def validate(self, value: object, path: str) -> None:
+        if self.ok(value):
+            return
         if type(value) is not dict:
             raise _refuse(path, f"expected map, got {_type_name(value)}")
         fields = self.fields
