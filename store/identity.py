@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta
@@ -314,10 +315,38 @@ def save_provided(
 # --- shared implementation ---------------------------------------------------------------------
 
 
+_UPSERT_SQL: dict[tuple[int, str], tuple[str, str, str, str]] = {}
+
+
+def _write_sql(codec: _Codec[Any], db: peewee.Database) -> tuple[str, str, str, str]:
+    """(upsert current, max history_no, insert history, delete by code) for this codec and
+    engine — raw SQL, because peewee's query building cost more than the writes themselves on
+    the CS's hot path (one upsert + one history row per applied update)."""
+    key = (id(codec), type(db).__name__)
+    hit = _UPSERT_SQL.get(key)
+    if hit is not None:
+        return hit
+    table = codec.model._meta.table_name
+    history = codec.history_model._meta.table_name
+    cols = ", ".join(f'"{n}"' for n in codec.names)
+    p = db.param
+    marks = ", ".join([p] * len(codec.names))
+    updates = ", ".join(f'"{n}" = EXCLUDED."{n}"' for n in codec.names[1:])
+    sql = (
+        f'INSERT INTO "{table}" ({cols}) VALUES ({marks}) '
+        f'ON CONFLICT ("resident_code") DO UPDATE SET {updates}',
+        f'SELECT MAX("history_no") FROM "{history}" WHERE "resident_code" = {p}',
+        f'INSERT INTO "{history}" ({cols}, "history_no", "recorded_at") VALUES ({marks}, {p}, {p})',
+        f'DELETE FROM "{table}" WHERE "resident_code" = {p}',
+    )
+    _UPSERT_SQL[key] = sql
+    return sql
+
+
 def _save(codec: _Codec[R], record: R, with_history: bool, recorded_at: datetime) -> int | None:
     db = current_database()
-    model = codec.model
-    values = codec.to_row_dict(record)
+    upsert, _max, _insert, delete = _write_sql(codec, db)
+    params = codec.to_params(record)
     replaced = (
         record.old_resident_code
         if record.change_reason is ChangeReason.RESIDENT_CODE_CHANGE
@@ -325,35 +354,38 @@ def _save(codec: _Codec[R], record: R, with_history: bool, recorded_at: datetime
         and record.old_resident_code != record.resident_code
         else None
     )
-    code_column = model._meta.fields["resident_code"]
     with translate_errors(), _transaction(db):
         if replaced is not None:
-            model.delete().where(code_column == replaced).execute()
-        (
-            model.insert(values)
-            .on_conflict(
-                conflict_target=[code_column],
-                update={model._meta.fields[n]: values[n] for n in codec.names[1:]},
-            )
-            .execute()
-        )
+            db.execute_sql(delete, (replaced,))
+        db.execute_sql(upsert, params)
         if not with_history:
             return None
-        return _append_history(codec, values, recorded_at)
+        return _append_history_params(codec, db, record.resident_code, params, recorded_at)
 
 
-def _append_history(codec: _Codec[Any], values: dict[str, Any], recorded_at: datetime) -> int:
-    history_model = codec.history_model
-    code_column = history_model._meta.fields["resident_code"]
-    number_column = history_model._meta.fields["history_no"]
-    last = (
-        history_model.select(peewee.fn.MAX(number_column))
-        .where(code_column == values["resident_code"])
-        .scalar()
-    )
-    history_no = int(last or 0) + 1
-    history_model.insert({**values, "history_no": history_no, "recorded_at": recorded_at}).execute()
+def _append_history_params(
+    codec: _Codec[Any],
+    db: peewee.Database,
+    code: str,
+    params: tuple[Any, ...],
+    recorded_at: datetime,
+) -> int:
+    _upsert, max_sql, insert_sql, _delete = _write_sql(codec, db)
+    last = db.execute_sql(max_sql, (code,)).fetchone()
+    history_no = int((last[0] if last else 0) or 0) + 1
+    micros = (recorded_at - EPOCH) // timedelta(microseconds=1)
+    db.execute_sql(insert_sql, (*params, history_no, micros))
     return history_no
+
+
+def append_history(codec: _Codec[Any], record: Any, recorded_at: datetime) -> int:
+    """A history snapshot without touching the current row (store.ordering keeps stale versions
+    this way)."""
+    db = current_database()
+    with translate_errors(), _transaction(db):
+        return _append_history_params(
+            codec, db, record.resident_code, codec.to_params(record), recorded_at
+        )
 
 
 def _history(codec: _Codec[R], code: str) -> list[tuple[int, R]]:
@@ -448,7 +480,6 @@ def _insert_batches(db: peewee.Database, codec: _Codec[R], records: Iterable[R],
     to_params = codec.to_params
     to_copy_line = codec.to_copy_line
     total = 0
-    chunk: list[tuple[Any, ...]] = []
     cursor = db.cursor()
     if is_postgresql(db) and hasattr(cursor, "copy_expert"):
         # COPY, not INSERT: psycopg2's execute_values spends most of its time building and the
@@ -474,13 +505,8 @@ def _insert_batches(db: peewee.Database, codec: _Codec[R], records: Iterable[R],
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for record in records:
-            chunk.append(to_params(record))
-            if len(chunk) >= size:
-                flush(chunk)
-                total += len(chunk)
-                chunk = []
-        if chunk:
+        iterator = iter(records)
+        while chunk := list(map(to_params, itertools.islice(iterator, size))):
             flush(chunk)
             total += len(chunk)
     finally:
