@@ -298,6 +298,7 @@ async def open_screen(pilot: Any, screen: Any, reason: str = "窓口での確認
     await settle(pilot)
     pilot.app.push_screen(screen)
     await settle(pilot)
+    assert getattr(pilot.app.focused, "id", None) == "reason-text"
     await pilot.press(*reason)
     await pilot.press("enter")
     await settle(pilot)
