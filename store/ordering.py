@@ -59,10 +59,6 @@ def is_duplicate(existing: ProvidedIdentity | None, incoming: ProvidedIdentity) 
 def keep_as_history(tier: str, provided: ProvidedIdentity, recorded_at: datetime) -> int:
     """Record a stale version in the tier's history without touching its current row, so that
     every notice the tier accepted is in its history exactly once, in arrival order."""
-    from store.db import current_database, translate_errors
-    from store.identity import _append_history, _tier
+    from store.identity import _tier, append_history
 
-    codec = _tier(tier)
-    db = current_database()
-    with translate_errors(), db.atomic():
-        return _append_history(codec, codec.to_row_dict(provided), recorded_at)
+    return append_history(_tier(tier), provided, recorded_at)
