@@ -60,9 +60,11 @@ def apply_provided(
 
 
 def _in_history(tier: str, incoming: ProvidedIdentity) -> bool:
-    return any(
-        v.municipality_code == incoming.municipality_code and v.sequence == incoming.sequence
-        for _, v in identity.provided_history(tier, incoming.resident_code)  # type: ignore[arg-type]
+    return identity.provided_version_seen(
+        tier,  # type: ignore[arg-type]
+        incoming.resident_code,
+        incoming.municipality_code,
+        incoming.sequence,
     )
 
 

@@ -573,3 +573,18 @@ def count_identities(municipality: str | None = None) -> int:
         query = query.where(IdentityRow.municipality_code == municipality)
     with translate_errors():
         return int(query.count())
+
+
+def provided_version_seen(tier: Tier, code: str, municipality: str, sequence: int) -> bool:
+    """Whether the tier's history holds this version (municipality, 更新順番号) of a person —
+    the duplicate check the prefecture and national run on every notice, so raw SQL."""
+    db = current_database()
+    table = _tier(tier).history_model._meta.table_name
+    p = db.param
+    with translate_errors():
+        row = db.execute_sql(
+            f'SELECT 1 FROM "{table}" WHERE "resident_code" = {p} AND "municipality_code" = {p} '
+            f'AND "sequence" = {p} LIMIT 1',
+            (code, municipality, sequence),
+        ).fetchone()
+    return row is not None
