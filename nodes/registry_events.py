@@ -105,8 +105,6 @@ def birth(
         "relationship": "子",
     }
     update = {**_base(code, ChangeReason.BIRTH, on, seq, municipality), **person}
-    update.pop("resident_code")
-    update["resident_code"] = code
     return person, update
 
 
