@@ -53,6 +53,10 @@ def blake2b_256(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=32).digest()
 
 
+_NULL = _ffi.NULL
+_new_bytes = partial(_ffi.new, "unsigned char[]")
+
+
 # -- signatures ----------------------------------------------------------------------------------
 
 
@@ -76,11 +80,8 @@ class Signer:
         signed = _new_bytes(len(message) + SIGNATURE_SIZE)
         if _lib.crypto_sign(signed, _NULL, message, len(message), self._secret) != 0:
             raise KeyStoreError("libsodium refused to sign")  # never for a valid key
-        return _ffi.buffer(signed, SIGNATURE_SIZE)[:]
-
-
-_NULL = _ffi.NULL
-_new_bytes = partial(_ffi.new, "unsigned char[]")
+        signature: bytes = _ffi.buffer(signed, SIGNATURE_SIZE)[:]
+        return signature
 
 
 def verify(verify_key: bytes, message: bytes, signature: bytes) -> bool:
@@ -89,7 +90,7 @@ def verify(verify_key: bytes, message: bytes, signature: bytes) -> bool:
         return False
     signed = signature + message
     # crypto_sign_open with a NULL message pointer verifies without copying the message out.
-    return _lib.crypto_sign_open(_NULL, _NULL, signed, len(signed), verify_key) == 0
+    return bool(_lib.crypto_sign_open(_NULL, _NULL, signed, len(signed), verify_key) == 0)
 
 
 # -- public-key boxes ----------------------------------------------------------------------------
@@ -132,7 +133,8 @@ class Box:
         out = _new_bytes(size)
         if _lib.crypto_box_easy_afternm(out, plaintext, len(plaintext), nonce, self._shared) != 0:
             raise KeyStoreError("libsodium refused to box")  # only for absurd lengths
-        return nonce + _ffi.buffer(out, size)[:]
+        boxed: bytes = _ffi.buffer(out, size)[:]
+        return nonce + boxed
 
     def decrypt(self, data: bytes) -> bytes | None:
         """The plaintext, or None when `data` was not boxed by this peer for us (or was altered)."""
@@ -145,7 +147,8 @@ class Box:
             out, boxed, len(boxed), data[:NONCE_SIZE], self._shared
         ):
             return None
-        return _ffi.buffer(out, size)[:]
+        plaintext: bytes = _ffi.buffer(out, size)[:]
+        return plaintext
 
 
 # -- keys at rest --------------------------------------------------------------------------------
