@@ -87,11 +87,29 @@ def _provided_order_columns(db: peewee.Database, role: str) -> None:
                 db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN {ddl}')
 
 
+def _birth_name_indexes(db: peewee.Database, role: str) -> None:
+    """Replace the 生年月日 index by (生年月日, 清音化かな, 漢字氏名) on the current files."""
+    for model in (models.IdentityRow, models.PrefectureIdentityRow, models.NationalIdentityRow):
+        table = model._meta.table_name
+        if not db.table_exists(table):
+            continue
+        db.execute_sql(f'DROP INDEX IF EXISTS "{table}_birth_date"')
+        for index in model._meta.fields_to_index():
+            if [f.name for f in index._expressions] == [
+                "birth_date",
+                "name_kana_seion",
+                "name_kanji",
+            ]:
+                sql, params = db.get_sql_context().sql(index.safe()).query()
+                db.execute_sql(sql, params)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _initial),
     Migration(
         2, "provided copies: previous municipality, became resident on", _provided_order_columns
     ),
+    Migration(3, "生年月日 index carries the names", _birth_name_indexes),
 ]
 
 TABLES_BY_ROLE: dict[str, list[type[BaseModel]]] = {
