@@ -36,8 +36,8 @@ FIELDS = (
 )
 RULE_OK = "検索条件: V-7 を満たしています（氏名＋住所／生年月日）。F5で検索。"
 RULE_UNMET = (
-    "⚠ V-7: 検索には氏名に加えて住所または生年月日が必要です（性別は絞り込みのみ）。"
-    "不足のまま検索すると市町村CSが拒否し、使用履歴に記録されます。"
+    "⚠ V-7：氏名に加えて住所または生年月日が必要です（性別は絞り込みのみ）。\n"
+    "不足のまま検索しても市町村CSが拒否し、その拒否も使用履歴に記録されます。"
 )
 
 
@@ -59,7 +59,7 @@ class SearchScreen(TaskScreen):
     DEFAULT_CSS = """
     SearchScreen .search-form { height: 3; margin: 0 1; }
     SearchScreen .search-form Input { width: 1fr; }
-    SearchScreen #s-sex { width: 18; }
+    SearchScreen #s-sex { width: 22; }
     SearchScreen #s-rule { height: 2; margin: 0 1; }
     SearchScreen #s-rule.unmet { color: $warning; }
     SearchScreen #s-results { height: 8; margin: 0 1; }
@@ -71,7 +71,7 @@ class SearchScreen(TaskScreen):
             for key, label in FIELDS:
                 yield Input(placeholder=label, id=f"s-{key}", classes="personal")
             yield Select[str](
-                [("男", "1"), ("女", "2"), ("適用不能", "9")], prompt="性別（任意）", id="s-sex"
+                [("男", "1"), ("女", "2"), ("適用不能", "9")], prompt="性別", id="s-sex"
             )
         yield Static(RULE_UNMET, id="s-rule", classes="unmet")
         yield ResultsTable(SEARCH_COLUMNS, id="s-results")

@@ -47,7 +47,7 @@ class StatisticsScreen(TaskScreen):
     DEFAULT_CSS = """
     StatisticsScreen .st-form { height: 3; margin: 0 1; }
     StatisticsScreen .st-form Label { padding-top: 1; }
-    StatisticsScreen #st-since { width: 30; }
+    StatisticsScreen #st-since { width: 44; }
     StatisticsScreen #st-note { height: 1; margin: 0 1; color: $text-muted; }
     StatisticsScreen #st-table { height: 1fr; margin: 0 1; }
     """

@@ -39,6 +39,8 @@ NUMBER_RE = r"[0-9]{12}"
 DATE_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 """Dates on the wire (YYYY-MM-DD)."""
 
+BUSY = "問合せ中…"
+
 RULES: dict[str, tuple[str, str]] = {
     "V-1": (
         "入力した項目の形式が正しくありません（フォーマットチェック）。",
@@ -189,6 +191,8 @@ class TaskScreen(Screen[None]):
         """処理事由, set by the dialog (None until given)."""
         self.pending: set[str] = set()
         """Tags of requests sent and not yet answered."""
+        self.state_text = ""
+        """What the status line says (tests read it)."""
 
     @property
     def terminal(self) -> TerminalApp:
@@ -265,7 +269,7 @@ class TaskScreen(Screen[None]):
             )
             return
         self.pending.add(tag)
-        self.set_state("問合せ中…")
+        self.set_state(BUSY)
         self.terminal.request(
             requester or self, tag, message_type, body, task=self.task_kind, reason=self.reason
         )
@@ -290,6 +294,7 @@ class TaskScreen(Screen[None]):
 
     def set_state(self, text: str) -> None:
         """The one-line status under the task's widgets (progress, counts, outcome)."""
+        self.state_text = text
         for state in self.query("#task-state"):
             if isinstance(state, Static):
                 state.update(text)
@@ -298,7 +303,8 @@ class TaskScreen(Screen[None]):
     def _on_answered(self, message: Answered) -> None:
         message.stop()
         self.pending.discard(message.tag)
-        self.set_state("")
+        if not self.pending and self.state_text == BUSY:
+            self.set_state("")  # what the answer says replaces it; nothing else is left waiting
         self.answered(message.tag, message.data)
 
     @on(Failed)
