@@ -223,6 +223,26 @@ def cmd_simulate(args: argparse.Namespace, config: ApplianceConfig) -> int:
     return exitcodes.OK
 
 
+def cmd_consistency_run(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from rich.progress import Progress
+
+    from nodes.consistency import run_check
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"整合性確認 {args.municipality}", total=None)
+
+        def show(e: Any) -> None:
+            bar.update(task, completed=e.done, total=e.total, description=e.description)
+
+        report = run_check(config, args.municipality, repair=args.repair, progress=show)
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(report.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8"
+        )
+    print(report.describe())
+    return exitcodes.OK if report.ok else exitcodes.VERIFY
+
+
 # ---------------------------------------------------------------- cards and terminal
 
 
@@ -398,6 +418,14 @@ def build_parser() -> argparse.ArgumentParser:
     cr = card.add_parser("remove", help="remove the virtual card from a slot")
     cr.add_argument("--slot", type=int, default=0)
     cr.set_defaults(func=cmd_card_remove)
+
+    cn = sub.add_parser("consistency", help="CS-6 整合性確認: CS ↔ prefecture ↔ national")
+    csub = cn.add_subparsers(dest="consistency_cmd", required=True)
+    cr2 = csub.add_parser("run", help="compare by digest walk; --repair re-sends the CS's records")
+    cr2.add_argument("--municipality", required=True)
+    cr2.add_argument("--repair", action="store_true")
+    cr2.add_argument("--json", metavar="FILE")
+    cr2.set_defaults(func=cmd_consistency_run)
 
     opr = sub.add_parser("operator", help="operators at a municipal CS").add_subparsers(
         dest="sub", required=True
