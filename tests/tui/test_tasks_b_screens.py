@@ -327,6 +327,12 @@ def card_screen(reader: Reader) -> Any:
     return CardCheckScreen(open_card=reader.open)
 
 
+async def still(pilot: Any) -> None:
+    """No focused input before a snapshot: a blinking cursor would make the picture timing-bound."""
+    pilot.app.screen.set_focus(None)
+    await pilot.pause()
+
+
 async def type_pins(pilot: Any, kenhojo: str, juki: str) -> None:
     screen = pilot.app.screen
     screen.query_one("#pin-kenhojo").focus()
@@ -515,6 +521,7 @@ def snap_card_check(cs: TasksCS, verdict: str) -> Callable[[Any], Any]:
         cs.verdict = verdict
         await open_screen(pilot, card_screen(Reader(resident_image())))
         await type_pins(pilot, PIN_KENHOJO, PIN_JUKI)
+        await still(pilot)
 
     return run_before
 
@@ -529,6 +536,7 @@ def test_snapshot_card_check_wrong_pin(snap_compare: Any) -> None:
     async def run_before(pilot: Any) -> None:
         await open_screen(pilot, card_screen(Reader(resident_image())))
         await type_pins(pilot, "0000", PIN_JUKI)
+        await still(pilot)
 
     assert snap_compare(app_for(TasksCS()), terminal_size=SIZE, run_before=run_before)
 
@@ -538,6 +546,7 @@ def test_snapshot_card_check_blocked(snap_compare: Any) -> None:
 
     async def run_before(pilot: Any) -> None:
         await open_screen(pilot, card_screen(Reader(blocked)))
+        await still(pilot)
 
     assert snap_compare(app_for(TasksCS()), terminal_size=SIZE, run_before=run_before)
 
@@ -555,6 +564,7 @@ def test_snapshot_card_issue(snap_compare: Any) -> None:
         )
         await pilot.press("f5")
         await settle(pilot)
+        await still(pilot)
 
     # a fixed directory: its path is on screen
     app = app_for(TasksCS(), Path("/tmp/juki-tui-snapshots"))
@@ -566,6 +576,7 @@ def test_snapshot_destinations(snap_compare: Any) -> None:
 
     async def run_before(pilot: Any) -> None:
         await open_screen(pilot, DestinationsScreen(), "日次確認")
+        await still(pilot)
 
     assert snap_compare(app_for(TasksCS()), terminal_size=SIZE, run_before=run_before)
 
@@ -580,6 +591,7 @@ def test_snapshot_consistency_mismatch_report(snap_compare: Any) -> None:
                 break
             await pilot.pause(0.05)
             await settle(pilot)
+        await still(pilot)
 
     assert snap_compare(app_for(TasksCS()), terminal_size=SIZE, run_before=run_before)
 
@@ -595,6 +607,7 @@ def test_snapshot_correction_proposed(snap_compare: Any) -> None:
         await fill(pilot, corr_value="せんだい　はなこ", corr_note="ふりがな誤記の申出")
         await pilot.press("f6")
         await settle(pilot)
+        await still(pilot)
 
     assert snap_compare(app_for(TasksCS()), terminal_size=SIZE, run_before=run_before)
 

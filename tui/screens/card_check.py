@@ -31,6 +31,7 @@ from tui.card import reader
 from tui.card.constants import PIN_LABELS, PIN_MAX_TRIES, PinKind
 from tui.card.errors import CardError, InvalidPinFormat, PinBlocked, WrongPin
 from tui.screens.task_base import TaskScreen
+from tui.widgets_task import mask
 
 RESIDENT_SLOT = 0
 """The resident's card goes into the first reader slot (the operator card is in the second)."""
@@ -62,13 +63,6 @@ def pcsc_card(slot: int = RESIDENT_SLOT) -> CardOpener:
         return PcscTransport(slot, timeout=2.0)
 
     return open_card
-
-
-def mask_number(number: str | None) -> str:
-    """個人番号 on screen: only the last four digits (revealing is a logged request elsewhere)."""
-    if not number:
-        return "（なし）"
-    return "＊" * 8 + number[-4:]
 
 
 def _ymd(text: str | None) -> str:
@@ -321,14 +315,14 @@ class CardCheckScreen(TaskScreen):
         record = data.get("record") or {}
         results = {f["field"]: f for f in data["fields"]}
         card_values = {
-            "individual_number": mask_number(card.individual_number),
+            "individual_number": mask(card.individual_number),
             "name": card.name,
             "address": card.address,
             "birth_date": _ymd(card.birth_date),
             "sex": SEX_LABELS.get(card.sex, card.sex),
         }
         cs_values = {
-            "individual_number": mask_number(record.get("individual_number")),
+            "individual_number": mask(record.get("individual_number")),
             "name": record.get("name_kanji", ""),
             "address": record.get("address", ""),
             "birth_date": _ymd(record.get("birth_date")),
