@@ -326,7 +326,7 @@ def build(env: NodeEnv) -> RolePart:
         )
         return (
             {
-                "records": [record_to_dict(r) for r in found[:limit]],
+                "records": [masked(r) for r in found[:limit]],
                 "truncated": len(found) > limit,
             },
             f"4情報検索 {described} → {min(len(found), limit)}件",
@@ -357,6 +357,8 @@ def build(env: NodeEnv) -> RolePart:
             ) from None
         except RemoteError as exc:
             raise HandlerError(exc.code, exc.message, exc.title) from None
+        for r in answer["records"]:  # the terminal sees 個人番号 masked, whatever tier answered
+            r["individual_number"] = mask_number(r.get("individual_number"))
         return answer, f"全国照会 {target} → {len(answer['records'])}件"
 
     def op_code_candidates(msg: Message, ctx: Context) -> tuple[dict[str, Any], str]:
