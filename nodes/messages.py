@@ -283,6 +283,17 @@ CATALOGUE: tuple[MessageType, ...] = (
         {"individual_number": Optional(NUMBER)},
     ),
     _t(
+        "cs.op.output",
+        REQUEST,
+        {
+            **OPERATOR,
+            "kind": Str(100),
+            "target": Str(100),
+            "medium": Enum("file", "print", "media"),
+        },
+        {"recorded": Bool()},
+    ),
+    _t(
         "cs.op.national_query",
         REQUEST,
         {**OPERATOR, "key": QUERY_KEY},

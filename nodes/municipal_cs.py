@@ -346,6 +346,11 @@ def build(env: NodeEnv) -> RolePart:
             raise HandlerError("not_found", "no such 住民票コード", "対象者が見つかりません")
         return {"individual_number": record.individual_number}, f"個人番号表示 {code}"
 
+    def op_output(msg: Message, ctx: Context) -> tuple[dict[str, Any], str]:
+        """T-16 媒体への出力: recorded before the terminal writes or prints anything."""
+        b = msg.body
+        return {"recorded": True}, f"出力 {b['medium']} {b['kind']} {b['target']}"[:200]
+
     def op_national_query(msg: Message, ctx: Context) -> tuple[dict[str, Any], str]:
         key = msg.body["key"]
         target = key.get("resident_code") or key["by"]
@@ -456,6 +461,7 @@ def build(env: NodeEnv) -> RolePart:
         "cs.op.search": operator("cs.op.search", op_search),
         "cs.op.lookup": operator("cs.op.lookup", op_lookup),
         "cs.op.number.reveal": operator("cs.op.number.reveal", op_reveal_number),
+        "cs.op.output": operator("cs.op.output", op_output),
         "cs.op.national_query": operator("cs.op.national_query", op_national_query),
         "cs.op.code_candidates": operator("cs.op.code_candidates", op_code_candidates),
         "cs.op.code_change": operator("cs.op.code_change", op_code_change),

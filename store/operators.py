@@ -57,7 +57,12 @@ DEFAULT_TASKS: dict[str, tuple[str, ...]] = {
     "本人確認情報検索": ("cs.op.search", "cs.op.lookup", "cs.op.number.reveal"),
     "全国サーバ照会": ("cs.op.national_query",),
     "特例転入": ("cs.op.pending_moveouts", "cs.op.tokurei_movein"),
-    "住民票コード変更": ("cs.op.code_candidates", "cs.op.code_change", "cs.op.lookup"),
+    "住民票コード変更": (
+        "cs.op.code_candidates",
+        "cs.op.code_change",
+        "cs.op.lookup",
+        "cs.op.output",
+    ),
     "カード関連事務": ("cs.op.card.*",),
     "統計": ("cs.op.statistics",),
     "操作者管理": ("cs.op.admin.*",),

@@ -312,6 +312,9 @@ def test_code_change_picks_an_offered_code_and_prints_the_notice(
     assert [r[2:] for r in _usage(app, "tui-a-code", "cs.op.code_change")] == [
         ("住民票コード変更", "本人からの変更請求", old, "ok")
     ]
+    # T-16: the notice's output was recorded at the CS before the file was written
+    outputs = _usage(app, "tui-a-code", "cs.op.output")
+    assert len(outputs) == 1 and result["new"] in outputs[0][4] and outputs[0][5] == "ok"
     resident["resident_code"] = result["new"]  # later tests look the person up by the new code
 
 

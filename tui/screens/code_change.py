@@ -165,6 +165,8 @@ class CodeChangeScreen(TaskScreen):
                 options.focus()
         elif tag == "change" and data.get("accepted") and self.new_code:
             self._issue_notice()
+        elif tag == "output" and data.get("recorded"):
+            self._write_notice()
 
     @on(OptionList.OptionSelected, "#cc-candidates")
     def _picked(self, event: OptionList.OptionSelected) -> None:
@@ -208,8 +210,19 @@ class CodeChangeScreen(TaskScreen):
         return Path(self.terminal.cards_dir).parent / "notices"
 
     def action_save_notice(self) -> None:
+        """T-16: every output is recorded at the CS first (「逐一出力の記録が残される」);
+        the file is written only once the record exists."""
         if self.notice is None or self.new_code is None:
             self.set_state("保存する通知書がありません。")
+            return
+        self.call(
+            "output",
+            "cs.op.output",
+            {"kind": "住民票コード変更通知書", "target": self.new_code, "medium": "file"},
+        )
+
+    def _write_notice(self) -> None:
+        if self.notice is None or self.new_code is None:
             return
         folder = self.notices_dir()
         folder.mkdir(parents=True, exist_ok=True)
