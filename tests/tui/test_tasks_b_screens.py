@@ -254,6 +254,13 @@ class TasksCS(FakeCS):
         self.proposals.append(p)
         return {"proposal": p}
 
+    def _cs_op_correction_reject(self, body: dict[str, Any]) -> dict[str, Any]:
+        p = next(p for p in self.proposals if p["proposal_id"] == body["proposal_id"])
+        p["status"] = "rejected"
+        p["decided_by"] = self.operator
+        p["decision_note"] = body.get("note")
+        return {"proposal": p}
+
     def _cs_op_correction_approve(self, body: dict[str, Any]) -> dict[str, Any]:
         p = next(p for p in self.proposals if p["proposal_id"] == body["proposal_id"])
         if p["proposer_id"] == self.operator:
@@ -512,6 +519,26 @@ def test_proposer_cannot_approve_their_own_correction() -> None:
     run(go())
 
 
+def test_rejection_carries_the_note_and_leaves_the_pending_list() -> None:
+    from tui.screens.corrections import CorrectionApproveScreen
+
+    cs = TasksCS()
+
+    async def go() -> None:
+        async with app_for(cs).run_test(size=SIZE) as pilot:
+            screen = await open_screen(pilot, CorrectionApproveScreen(), "訂正内容の確認")
+            await fill(pilot, corr_note="根拠書類なし")
+            screen.query_one("#corr-table").focus()
+            await pilot.press("f8")
+            await settle(pilot)
+            sent = calls_of(cs, "cs.op.correction.reject")
+            assert [(b["proposal_id"], b.get("note")) for b in sent] == [("C01", "根拠書類なし")]
+            assert "C01 を却下しました" in screen.outcome
+            assert [p["proposal_id"] for p in screen.proposals] == ["C02"]
+
+    run(go())
+
+
 # --------------------------------------------------------------------------------------------
 # snapshots
 
@@ -619,5 +646,34 @@ def test_snapshot_correction_v12_refusal(snap_compare: Any) -> None:
         await open_screen(pilot, CorrectionApproveScreen(), "訂正内容の確認")
         await pilot.press("down", "f7")
         await settle(pilot)
+
+    assert snap_compare(app_for(TasksCS()), terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_card_event_refused(snap_compare: Any) -> None:
+    async def run_before(pilot: Any) -> None:
+        from textual.widgets import Select
+
+        screen = await open_screen(pilot, events_screen(), "紛失届の取下げ")
+        screen.query_one("#ev-event", Select).value = "一時停止解除"
+        await fill(pilot, ev_code=CODE, ev_serial=SERIAL)
+        await pilot.press("f5")
+        await settle(pilot)
+        await pilot.press("enter")  # the dialog closed: the refusal stays on the screen
+        await settle(pilot)
+        await still(pilot)
+
+    assert snap_compare(app_for(TasksCS()), terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_consistency_running(snap_compare: Any) -> None:
+    from tui.screens.consistency import ConsistencyScreen
+
+    async def run_before(pilot: Any) -> None:
+        screen = await open_screen(pilot, ConsistencyScreen(poll_seconds=3600), "年次点検")
+        await pilot.press("f5")
+        await settle(pilot)
+        assert screen.last_run is not None and screen.last_run["state"] == "running"
+        await still(pilot)
 
     assert snap_compare(app_for(TasksCS()), terminal_size=SIZE, run_before=run_before)
