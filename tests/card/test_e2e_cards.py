@@ -110,6 +110,9 @@ def test_birth_number_card_counter_check_and_move(sendai: Appliance, cards: Card
         app, TERMINAL, "op-041009-card", tasks=("カード関連事務", "本人確認情報検索")
     )
     person = clerk.call("cs.op.lookup", {"resident_code": code})["record"]
+    assert person["individual_number"] == "********" + number[-4:]  # masked until revealed
+    revealed = clerk.call("cs.op.number.reveal", {"resident_code": code})
+    person["individual_number"] = revealed["individual_number"]
     assert person["individual_number"] == number
 
     # ---- CS-7: the registry's 67 items reach 機構 unedited; the CS marks them sent

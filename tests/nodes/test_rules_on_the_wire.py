@@ -15,6 +15,7 @@ import pytest
 
 from broker.errors import RemoteError, RpcTimeout
 from tests.nodes.appliance import Appliance, wait_until
+from tests.nodes.sessions import open_test_session
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -112,19 +113,18 @@ def test_refused_update_names_its_rule_and_changes_nothing_anywhere(
 
 
 def test_search_without_a_name_is_refused_and_usage_logged(appliance: Appliance) -> None:
-    with appliance.client("term.041009.001") as terminal:
-        with pytest.raises(RemoteError) as refused:
-            terminal.call(
-                "cs.041009",
-                "cs.op.search",
-                {**OP, "criteria": {"address": "宮城県仙台市", "birth_date": "1980-01-01"}},
-            )
-        assert refused.value.code == "V-7"
-        found = terminal.call(
-            "cs.041009",
+    clerk = open_test_session(appliance, "term.041009.001", OP["operator_id"])
+    ask = {"task": OP["task"], "reason": OP["reason"]}
+    with pytest.raises(RemoteError) as refused:
+        clerk.call(
             "cs.op.search",
-            {**OP, "criteria": {"name_kana": "ア", "address": "宮城県"}},
+            {"criteria": {"address": "宮城県仙台市", "birth_date": "1980-01-01"}},
+            **ask,
         )
+    assert refused.value.code == "V-7"
+    found = clerk.call(
+        "cs.op.search", {"criteria": {"name_kana": "ア", "address": "宮城県"}}, **ask
+    )
     assert isinstance(found["records"], list)
     outcomes = appliance.rows(
         "cs.041009",
