@@ -28,6 +28,7 @@ from broker.envelope import Message
 from broker.errors import RemoteError, RpcTimeout
 from broker.service import Context, HandlerError
 from nodes.env import NodeEnv
+from nodes.privacy import masked
 from store import identity
 from store.auditlog import record_provision
 from store.cards import (
@@ -333,7 +334,7 @@ def card_handlers(env: NodeEnv, operator: Callable[..., Any]) -> dict[str, Any]:
         reply = {
             "verdict": verdict,
             "fields": fields,
-            "record": record_to_dict(record),
+            "record": masked(record),  # 個人番号 shown in clear only through the logged reveal
             "record_status": record.record_status.value,
             "card_state": card_state,
             "card_usable": None if card_state is None else CardState(card_state) in USABLE_STATES,

@@ -21,6 +21,7 @@ from broker.errors import RemoteError, RpcTimeout
 from broker.service import Context, HandlerError
 from nodes.cs_sessions import authorize, session_handlers
 from nodes.env import NodeEnv, RolePart
+from nodes.privacy import mask_number, masked
 from store import cs_extras, identity, transfers
 from store.auditlog import append_usage, record_provision
 from store.records import (
@@ -30,7 +31,6 @@ from store.records import (
     lookup_code,
     provided_from,
     provided_to_dict,
-    record_to_dict,
 )
 from store.validation import (
     RuleViolation,
@@ -44,18 +44,6 @@ log = logging.getLogger(__name__)
 
 MOVE_IN_REASONS = frozenset({ChangeReason.MOVE_IN, ChangeReason.MOVE_IN_FROM_ABROAD})
 OpHandler = Callable[[Message, Context], dict[str, Any]]
-
-
-def mask_number(number: str | None) -> str | None:
-    """個人番号 as operators see it by default: the last four digits only."""
-    return None if number is None else "********" + number[-4:]
-
-
-def masked(record: Any) -> dict[str, Any]:
-    """A record for an operator's screen: 個人番号 masked (revealing it is a logged request)."""
-    d = record_to_dict(record)
-    d["individual_number"] = mask_number(d.get("individual_number"))
-    return d
 
 
 def _violation_dicts(violations: list[Any]) -> list[dict[str, Any]]:

@@ -63,7 +63,7 @@ DEFAULT_TASKS: dict[str, tuple[str, ...]] = {
         "cs.op.lookup",
         "cs.op.output",
     ),
-    "カード関連事務": ("cs.op.card.*",),
+    "カード関連事務": ("cs.op.card.*", "cs.op.output"),
     "統計": ("cs.op.statistics",),
     "操作者管理": ("cs.op.admin.*",),
     "監査": ("cs.op.audit.*",),

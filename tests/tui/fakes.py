@@ -62,6 +62,9 @@ class FakeCS:
     def _ping(self, body: dict[str, Any]) -> dict[str, Any]:
         return {"node": "cs.041009", "time": NOW}
 
+    def _cs_op_output(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"recorded": True}
+
     def _cs_op_login_challenge(self, body: dict[str, Any]) -> dict[str, Any]:
         return {"challenge_id": "c1", "challenge": b"\x01" * 32, "expires_at": NOW + 60}
 

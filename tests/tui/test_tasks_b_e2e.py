@@ -262,6 +262,9 @@ def test_issue_events_and_card_check_through_pcsc(app: Appliance, cards: Cards) 
     assert [(r[0], r[1], r[2], r[4]) for r in issue] == [
         (TERM1, "カード関連事務", issue_reason, "ok")
     ]
+    # T-16: the card image (個人番号, PINs) was recorded as an output before it was written
+    outputs = usage(app, "cs.op.output", op)
+    assert [(r[0], r[1], r[4]) for r in outputs] == [(TERM1, "カード関連事務", "ok")]
     events = usage(app, "cs.op.card.event", op)
     assert [(r[0], r[1], r[2], r[4]) for r in events] == [
         (TERM1, "カード関連事務", event_reason, "refused:CS-8"),

@@ -62,6 +62,8 @@ class CardEventsScreen(TaskScreen):
         super().__init__()
         self.image_path: Path | None = None
         """Where the last 交付's card image was saved (tests read it)."""
+        self._issued: dict[str, Any] | None = None
+        """A 交付 answer waiting for its output record before the image is written."""
         self.outcome: str = ""
 
     def compose_body(self) -> ComposeResult:
@@ -163,6 +165,16 @@ class CardEventsScreen(TaskScreen):
 
     def answered(self, tag: str, data: dict[str, Any]) -> None:
         if tag == "issue":
+            # T-16: the card image holds the 個人番号 and PINs; its output is recorded at the CS
+            # before the file exists
+            self._issued = data
+            self.call(
+                "output",
+                "cs.op.output",
+                {"kind": "個人番号カードイメージ", "target": data["serial"], "medium": "media"},
+            )
+        elif tag == "output" and data.get("recorded") and self._issued is not None:
+            data, self._issued = self._issued, None
             image = image_from_dict(data["image"])
             cards_dir = Path(self.terminal.cards_dir)
             cards_dir.mkdir(parents=True, exist_ok=True)
@@ -202,4 +214,5 @@ class CardEventsScreen(TaskScreen):
 
     def blank(self) -> None:
         super().blank()
+        self._issued = None  # the image (個人番号, PINs) must not outlive a lock
         self._result("")
