@@ -32,7 +32,9 @@ def test_tree_is_independent_of_input_order() -> None:
 
 @settings(max_examples=50, deadline=None)
 @given(st.integers(min_value=0, max_value=199), st.sampled_from(["edit", "delete", "sequence"]))
-def test_a_single_change_changes_every_prefix_on_its_path_and_nothing_else(i: int, change: str) -> None:
+def test_a_single_change_changes_every_prefix_on_its_path_and_nothing_else(
+    i: int, change: str
+) -> None:
     recs = _records(200, seed=7)
     mine = DigestTree.build((c, leaf_hash(r)) for c, r in recs.items())
     code = sorted(recs)[i]
