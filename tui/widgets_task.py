@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.cells import cell_len
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -274,10 +275,19 @@ class ResultsTable(DataTable[str]):
         self.add_columns(*(label for _, label in self.columns_spec))
 
     def show(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        self.clear()
+        # Column widths are computed here, from the cells, rather than left to DataTable's
+        # auto-sizing, which settles a refresh later: the screen must look the same whenever it
+        # is drawn (an operator's screenshot, a snapshot test) once the rows are in.
+        self.clear(columns=True)
         self.rows_data = [dict(r) for r in rows]
-        for i, row in enumerate(self.rows_data):
-            self.add_row(*(show_value(k, row.get(k)) for k, _ in self.columns_spec), key=str(i))
+        cells = [
+            [show_value(k, row.get(k)) for k, _ in self.columns_spec] for row in self.rows_data
+        ]
+        for j, (_key, label) in enumerate(self.columns_spec):
+            width = max([cell_len(label), *(cell_len(str(c[j])) for c in cells)])
+            self.add_column(label, width=width)
+        for i, row_cells in enumerate(cells):
+            self.add_row(*row_cells, key=str(i))
 
     @property
     def chosen(self) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ import pytest
 from broker.errors import RemoteError
 from nodes.registry_cards import destination_for
 from tests.card.conftest import Cards
-from tests.nodes.appliance import Appliance, dead_letters, write_config
+from tests.nodes.appliance import Appliance, dead_letters, running_appliance
 from tests.nodes.sessions import TestSession, open_test_session
 from tui.card import reader
 from tui.card.image import MyNumberImage, image_from_dict, load_image, save_image
@@ -38,23 +38,9 @@ CARD_TASK = {"task": "カード関連事務", "reason": "窓口での本人確�
 @pytest.fixture(scope="module")
 def sendai(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
     """仙台市's CS and registry, the prefecture, national and 機構: the nodes this story uses."""
-    import tomllib
-
-    app = Appliance(Path(tmp_path_factory.mktemp("cards")))
-    raw = tomllib.loads(app.path.read_text(encoding="utf-8"))
-    raw["nodes"] = [n for n in raw["nodes"] if n["id"] in KEEP]
-    raw["municipalities"] = [m for m in raw["municipalities"] if m["code"] == MUNI]
-    raw["prefectures"] = [p for p in raw["prefectures"] if p["code"] == "04"]
-    write_config(app.path, raw)
-    from juki.config import load
-
-    app.config = load(app.path)
-    app.prepare(residents=3)
-    app.start()
-    try:
-        yield app
-    finally:
-        app.stop()
+    base = Path(tmp_path_factory.mktemp("cards"))
+    with running_appliance(base, residents=3, only=KEEP) as running:
+        yield running
 
 
 def wait_for(check: Any, what: str, timeout: float = 30.0) -> Any:

@@ -3,6 +3,7 @@ names (a uuid prefix), every node its own process under `juki up`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import sys
 import time
 import tomllib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,15 @@ def write_config(path: Path, raw: dict[str, Any]) -> None:
 class Appliance:
     """A running isolated appliance; use `start()` / `stop()` (or the pytest fixture)."""
 
-    def __init__(self, base: Path, *, policy: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        base: Path,
+        *,
+        policy: dict[str, Any] | None = None,
+        only: set[str] | frozenset[str] | None = None,
+    ) -> None:
+        """`only`: keep just these node ids (and the municipalities and prefectures they name),
+        for a test that needs a smaller network and a quicker start."""
         self.base = base
         self.prefix = f"t{uuid.uuid4().hex[:10]}"
         raw = tomllib.loads((ROOT / "appliance.toml").read_text(encoding="utf-8"))
@@ -65,6 +74,13 @@ class Appliance:
             queue_prefix=f"{self.prefix}.juki.node.",
         )
         raw["policy"].update(policy or {})
+        if only is not None:
+            raw["nodes"] = [n for n in raw["nodes"] if n["id"] in only]
+            munis = {n.get("municipality") for n in raw["nodes"]}
+            raw["municipalities"] = [m for m in raw["municipalities"] if m["code"] in munis]
+            prefs = {m["prefecture"] for m in raw["municipalities"]}
+            prefs |= {n.get("prefecture") for n in raw["nodes"]}
+            raw["prefectures"] = [p for p in raw["prefectures"] if p["code"] in prefs]
         self.path = base / "appliance.toml"
         write_config(self.path, raw)
         self.config: ApplianceConfig = load(self.path)
@@ -251,3 +267,17 @@ def dead_letters(app: Appliance) -> list[dict[str, Any]]:
     finally:
         conn.close()
     return out
+
+
+@contextlib.contextmanager
+def running_appliance(
+    base: Path, *, residents: int, only: set[str] | frozenset[str] | None = None
+) -> Iterator[Appliance]:
+    """Prepare, start and finally stop an isolated appliance (module-scoped test fixtures)."""
+    app = Appliance(base, only=only)
+    app.prepare(residents=residents)
+    app.start()
+    try:
+        yield app
+    finally:
+        app.stop()

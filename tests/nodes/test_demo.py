@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.card.conftest import pcscd  # noqa: F401  (fixture)
-from tests.nodes.appliance import ROOT, Appliance, write_config
+from tests.nodes.appliance import ROOT, Appliance, running_appliance
 from tui.card import pcsc, slots
 from tui.card.errors import CardError
 
@@ -25,21 +24,9 @@ KEEP = {"national", "cardmgmt", "pref.04", CS, "registry.041009", TERM}
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
-    a = Appliance(Path(tmp_path_factory.mktemp("demo")))
-    raw = tomllib.loads(a.path.read_text(encoding="utf-8"))
-    raw["nodes"] = [n for n in raw["nodes"] if n["id"] in KEEP]
-    raw["municipalities"] = [m for m in raw["municipalities"] if m["code"] == MUNI]
-    raw["prefectures"] = [p for p in raw["prefectures"] if p["code"] == "04"]
-    write_config(a.path, raw)
-    from juki.config import load
-
-    a.config = load(a.path)
-    a.prepare(residents=2)
-    a.start()
-    try:
-        yield a
-    finally:
-        a.stop()
+    base = Path(tmp_path_factory.mktemp("demo"))
+    with running_appliance(base, residents=2, only=KEEP) as running:
+        yield running
 
 
 def slot_empty(slot: int) -> bool:

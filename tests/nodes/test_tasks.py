@@ -5,7 +5,6 @@ with card + biometric (tests/nodes/sessions.py), answers and stores checked from
 from __future__ import annotations
 
 import sqlite3
-import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from broker.errors import RemoteError
 from nodes.stores import purge_node
 from store.records import ChangeReason
-from tests.nodes.appliance import Appliance, wait_until, write_config
+from tests.nodes.appliance import Appliance, running_appliance, wait_until
 from tests.nodes.sessions import TestSession, open_test_session
 
 pytestmark = [pytest.mark.rabbitmq]
@@ -32,21 +31,9 @@ CORRECTION = ChangeReason.CORRECTION_BY_AUTHORITY.value
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
     """仙台市's CS and registry, the prefecture, national and 機構; six residents."""
-    a = Appliance(Path(tmp_path_factory.mktemp("tasks")))
-    raw = tomllib.loads(a.path.read_text(encoding="utf-8"))
-    raw["nodes"] = [n for n in raw["nodes"] if n["id"] in KEEP]
-    raw["municipalities"] = [m for m in raw["municipalities"] if m["code"] == MUNI]
-    raw["prefectures"] = [p for p in raw["prefectures"] if p["code"] == "04"]
-    write_config(a.path, raw)
-    from juki.config import load
-
-    a.config = load(a.path)
-    a.prepare(residents=6)
-    a.start()
-    try:
-        yield a
-    finally:
-        a.stop()
+    base = Path(tmp_path_factory.mktemp("tasks"))
+    with running_appliance(base, residents=6, only=KEEP) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

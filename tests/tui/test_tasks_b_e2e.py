@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import tomllib
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 
 from nodes.client import client_for
 from tests.card.conftest import Cards, cards, pcscd  # noqa: F401  (fixtures)
-from tests.nodes.appliance import Appliance, wait_until, write_config
+from tests.nodes.appliance import Appliance, running_appliance, wait_until
 from tests.nodes.sessions import enrol_operator
 from tui.app import build_app
 from tui.sensor import EmulatedSensor
@@ -41,21 +40,9 @@ PINS = {"kenhojo": "3141", "juki": "2718"}
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
     """仙台市's CS and registry, the prefecture, national and 機構; four residents."""
-    a = Appliance(Path(tmp_path_factory.mktemp("tasks_b")))
-    raw = tomllib.loads(a.path.read_text(encoding="utf-8"))
-    raw["nodes"] = [n for n in raw["nodes"] if n["id"] in KEEP]
-    raw["municipalities"] = [m for m in raw["municipalities"] if m["code"] == MUNI]
-    raw["prefectures"] = [p for p in raw["prefectures"] if p["code"] == "04"]
-    write_config(a.path, raw)
-    from juki.config import load
-
-    a.config = load(a.path)
-    a.prepare(residents=4)
-    a.start()
-    try:
-        yield a
-    finally:
-        a.stop()
+    base = Path(tmp_path_factory.mktemp("tasks_b"))
+    with running_appliance(base, residents=4, only=KEEP) as running:
+        yield running
 
 
 def terminal(app: Appliance, operator: str, tasks: tuple[str, ...], term: str = TERM1) -> Any:
