@@ -18,7 +18,7 @@ from typing import Any
 import msgpack
 import peewee
 
-from store.db import current_database, translate_errors
+from store.db import current_database, is_sqlite, translate_errors
 from store.models import EPOCH, BaseModel, MsgpackField, UtcMicrosField
 from store.schema import register_tables
 
@@ -184,9 +184,11 @@ def sample_current(rng: random.Random, n: int = 1) -> list[RegisterEntry]:
     """
     db = current_database()
     p = db.param
+    # "+" keeps SQLite on the primary key: with the status index it would sort every current row
+    status = '+"status"' if is_sqlite(db) else '"status"'
     sql = (
         f'SELECT "resident_code", "status", "household", "record" FROM "register_person" '
-        f'WHERE "resident_code" >= {p} AND "status" = {p} ORDER BY "resident_code" LIMIT 1'
+        f'WHERE "resident_code" >= {p} AND {status} = {p} ORDER BY "resident_code" LIMIT 1'
     )
     out: list[RegisterEntry] = []
     with translate_errors():
