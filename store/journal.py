@@ -131,8 +131,13 @@ class PeeweeJournal:
         return self._db.atomic()  # IMMEDIATE on SQLite: see store.db.ImmediateSqliteDatabase
 
     def inbox_contains(self, msg_id: str) -> bool:
+        # asked for every durable message received (the replay check): raw SQL, one index probe
+        db = self._db
         with translate_errors():
-            return bool(Inbox.select(Inbox.msg_id).where(Inbox.msg_id == msg_id).exists(self._db))
+            row = db.execute_sql(
+                f'SELECT 1 FROM "inbox" WHERE "msg_id" = {db.param} LIMIT 1', (msg_id,)
+            ).fetchone()
+        return row is not None
 
     def inbox_add(self, msg_id: str, sender: str, type: str, received_at: float) -> None:
         """Record that `msg_id` has been applied.
