@@ -17,7 +17,13 @@ from nodes.env import NodeEnv, RolePart
 from store import identity
 from store import national as numbers
 from store.auditlog import record_provision
-from store.records import ChangeReason, ProvidedIdentity, RecordStatus, provided_to_dict
+from store.records import (
+    CREATING_REASONS,
+    ChangeReason,
+    ProvidedIdentity,
+    RecordStatus,
+    provided_to_dict,
+)
 
 TIER = "national"
 
@@ -76,11 +82,17 @@ def build(env: NodeEnv) -> RolePart:
         applied, current = result
         if not current:
             return
-        if applied.change_reason is ChangeReason.RESIDENT_CODE_CHANGE and applied.old_resident_code:
+        reason = applied.change_reason
+        if reason is ChangeReason.RESIDENT_CODE_CHANGE and applied.old_resident_code:
             numbers.mark_code(applied.old_resident_code, "retired", now=env.now())
-        numbers.mark_code(applied.resident_code, "assigned", now=env.now())
-        for request_number, municipality in numbers.take_deferred_requests(applied.resident_code):
-            answer_number(ctx, request_number, municipality, applied)
+            numbers.mark_code(applied.resident_code, "assigned", now=env.now())
+        elif reason in CREATING_REASONS:
+            # a code comes into use, and a number request may have overtaken the person's record
+            numbers.mark_code(applied.resident_code, "assigned", now=env.now())
+            for request_number, municipality in numbers.take_deferred_requests(
+                applied.resident_code
+            ):
+                answer_number(ctx, request_number, municipality, applied)
 
     def on_number_request(msg: Message, ctx: Context) -> None:
         body = msg.body
