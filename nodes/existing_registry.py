@@ -41,6 +41,9 @@ MIX = (
 )
 """The simulator's default mix of 異動 (move-ins arrive from the other registries' move-outs)."""
 
+NUMBER_RETRIES = 3
+"""Number requests re-sent after a V-11 refusal before the registry's operators must act."""
+
 REMOVAL = {
     "death": ChangeReason.DEATH,
     "move_out": ChangeReason.MOVE_OUT,
@@ -205,6 +208,19 @@ def build(env: NodeEnv) -> RolePart:
             register.record_refusal(
                 b["request_number"], b["resident_code"], "number", b["violations"]
             )
+            # V-11 alone is usually a race: a 転居 that had not reached national when it
+            # answered, so its 4情報 differed from the CS's. Ask again (a few times at most);
+            # a real mismatch stays refused and on record for the registry's operators.
+            entry = register.get(b["resident_code"])
+            rules = {v["rule"] for v in b["violations"]}
+            if (
+                rules == {"V-11"}
+                and entry is not None
+                and entry.status == "current"
+                and not entry.record.get("individual_number")
+                and register.refusal_count(b["resident_code"], "number") <= NUMBER_RETRIES
+            ):
+                reg.number_request(ctx.send, b["resident_code"])
             return
         entry = register.get(b["resident_code"])
         if entry is None or entry.status != "current" or entry.record.get("individual_number"):

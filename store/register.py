@@ -264,3 +264,16 @@ def refusals(limit: int = 100) -> list[dict[str, Any]]:
             }
             for r in q
         ]
+
+
+def refusal_count(resident_code: str, kind: str) -> int:
+    """How many times the CS refused this kind of request for the person."""
+    with translate_errors():
+        return int(
+            RegisterRefusalRow.select()
+            .where(
+                (RegisterRefusalRow.resident_code == resident_code)
+                & (RegisterRefusalRow.kind == kind)
+            )
+            .count()
+        )
