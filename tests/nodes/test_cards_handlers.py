@@ -32,11 +32,11 @@ from store.cards import CardRow, ReceivedDestinationRow
 from store.codes import random_resident_code
 from store.db import open_database
 from store.journal import Outbox
-from store.kana import to_seion
 from store.models import DestinationRow
 from store.records import ChangeReason, IdentityRecord, RecordStatus, Sex, record_to_dict
 from store.retention import purge
 from store.schema import init_store
+from tests.factories import resident as make_resident
 
 ROOT = Path(__file__).resolve().parents[2]
 CS, CARDMGMT, REGISTRY, TERMINAL = "cs.041009", "cardmgmt", "registry.041009", "term.041009.001"
@@ -179,16 +179,8 @@ def wire(tmp_path: Path) -> Iterator[Wire]:
 
 
 def resident(**changes: Any) -> IdentityRecord:
-    base = IdentityRecord(
-        resident_code=random_resident_code(random.Random(7)),
-        name_kanji="青葉\u3000花子",
-        name_kana="アオバ\u3000ハナコ",
-        name_kana_seion=to_seion("アオバ\u3000ハナコ"),
-        birth_date=date(1990, 4, 1),
-        sex=Sex.FEMALE,
-        municipality_code="041009",
-        postcode="9800803",
-        address="宮城県仙台市青葉区国分町二丁目3番4号",
+    base = make_resident(
+        seed=7,
         individual_number="123456789018",
         change_reason=ChangeReason.NUMBER_ASSIGNMENT,
         change_date=date(2025, 3, 1),

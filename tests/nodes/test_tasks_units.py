@@ -5,10 +5,9 @@ rows) and the consistency summary. One SQLite file per test (our own store, no m
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +19,14 @@ from nodes.registry_tasks import correction_update
 from nodes.stores import load_role_module
 from store import corrections
 from store.auditlog import ProvisionLogRow, append_usage
-from store.codes import random_resident_code
 from store.corrections import CorrectionError, CorrectionStatus
 from store.db import open_database
 from store.journal import Inbox, Refusal
-from store.kana import to_seion
-from store.records import ChangeReason, IdentityRecord, Sex, record_to_dict
+from store.records import ChangeReason, IdentityRecord, record_to_dict
 from store.retention import PURGE_TASK, PURGE_USER
 from store.schema import init_store
 from store.validation import validate_update
+from tests.factories import resident as make_resident
 
 T0 = datetime(2025, 4, 1, 1, 0, tzinfo=UTC)  # Tuesday 10:00 JST
 
@@ -43,18 +41,8 @@ def db(tmp_path: Path) -> Iterator[Any]:
 
 
 def resident(**changes: Any) -> IdentityRecord:
-    base = IdentityRecord(
-        resident_code=random_resident_code(random.Random(3)),
-        name_kanji="青葉\u3000花子",
-        name_kana="アオバ\u3000ハナコ",
-        name_kana_seion=to_seion("アオバ\u3000ハナコ"),
-        birth_date=date(1990, 4, 1),
-        sex=Sex.FEMALE,
-        municipality_code="041009",
-        postcode="9800803",
-        address="宮城県仙台市青葉区国分町二丁目3番4号",
-        change_reason=ChangeReason.BIRTH,
-        change_date=date(1990, 4, 1),
+    base = make_resident(
+        seed=3,
         sequence=5,
         timestamp=T0 - timedelta(days=30),
     )
