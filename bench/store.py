@@ -36,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -88,23 +89,23 @@ def _plain_params(r: IdentityRecord) -> tuple[Any, ...]:
 # --- engines --------------------------------------------------------------------------------
 
 
-class Engine:
+class Engine(ABC):
     name: str
 
-    def store_url(self) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def store_url(self) -> str: ...
 
-    def plain_load(self, rows: list[tuple[Any, ...]]) -> float:
-        raise NotImplementedError
+    @abstractmethod
+    def plain_load(self, rows: list[tuple[Any, ...]]) -> float: ...
 
-    def plain_lookup(self, codes: Sequence[str]) -> list[float]:
-        raise NotImplementedError
+    @abstractmethod
+    def plain_lookup(self, codes: Sequence[str]) -> list[float]: ...
 
-    def size_bytes(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def size_bytes(self) -> int: ...
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - optional hook: only engines holding a server need it
+        return None
 
 
 class SqliteEngine(Engine):

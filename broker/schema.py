@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,7 +40,7 @@ def _type_name(value: object) -> str:
     return "nil" if value is None else type(value).__name__
 
 
-class Spec:
+class Spec(ABC):
     """A schema node. `validate` raises Refused(Reason.SCHEMA) naming `path` on mismatch.
 
     `ok` answers the same question without naming anything: the hot path asks it first and only
@@ -49,8 +50,8 @@ class Spec:
 
     __slots__ = ()
 
-    def validate(self, value: object, path: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def validate(self, value: object, path: str) -> None: ...
 
     def ok(self, value: object) -> bool:
         try:
