@@ -104,7 +104,7 @@ class Engine(ABC):
     @abstractmethod
     def size_bytes(self) -> int: ...
 
-    def close(self) -> None:  # noqa: B027 - optional hook: only engines holding a server need it
+    def close(self) -> None:  # an optional hook: only engines holding a server need it
         return None
 
 
