@@ -281,3 +281,10 @@ def running_appliance(
         yield app
     finally:
         app.stop()
+
+
+def jst_today() -> str:
+    """Today as the nodes date their 異動 (Japan time): a test's dates must not precede them."""
+    from datetime import UTC, datetime, timedelta
+
+    return (datetime.now(UTC) + timedelta(hours=9)).date().isoformat()

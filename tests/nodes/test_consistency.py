@@ -14,7 +14,7 @@ import pytest
 
 from nodes.consistency import ConsistencyReport, ProgressEvent, run_check
 from store.digest import PROVIDED_KEYS
-from tests.nodes.appliance import Appliance, wait_until
+from tests.nodes.appliance import Appliance, jst_today, wait_until
 from tests.nodes.sessions import open_test_session
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
@@ -69,7 +69,7 @@ def test_an_untouched_appliance_agrees_even_after_a_move_between_its_cities(app:
         **OP,
         "resident_code": code,
         "new_address": "宮城県石巻市穀町１４番１号",
-        "moved_in_on": "2026-11-26",
+        "moved_in_on": jst_today(),
     }
     with app.client(f"term.{ISHINOMAKI}.001") as terminal:
         terminal.call(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.nodes.appliance import Appliance, wait_until
+from tests.nodes.appliance import Appliance, jst_today, wait_until
 from tests.nodes.sessions import open_test_session
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
@@ -68,7 +68,7 @@ def test_birth_number_move_within_move_out_tokurei_movein_and_death(appliance: A
             **OP,
             "resident_code": code,
             "new_address": "東京都千代田区麹町三丁目3番3号",
-            "moved_in_on": "2026-11-26",
+            "moved_in_on": jst_today(),
         }
         terminal.call(
             "cs.131016", "cs.op.tokurei_movein", clerk.sign("cs.op.tokurei_movein", movein)
