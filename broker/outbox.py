@@ -9,9 +9,11 @@ de-duplicates.
 
 Rows are read oldest first, published as one batch (persistent, mandatory) and marked sent only
 after the broker confirmed them, so a crash or an unreachable broker never loses a row; it only
-delays it. A row whose recipient has no queue (Unroutable) stays pending and is retried with
-backoff while the rows behind it for other recipients go on. Per-recipient order is kept: rows
-are published in sequence and RabbitMQ keeps a queue's order.
+delays it. Consecutive rows for one recipient travel as one `bundle` envelope (broker/bundle.py:
+one signature, one publish and one confirm for up to `bundle_items` rows, each row keeping its
+own id for the recipient's inbox). A row whose recipient has no queue (Unroutable) stays
+pending and is retried with backoff while the rows behind it for other recipients go on.
+Per-recipient order is kept: rows are published in sequence and RabbitMQ keeps a queue's order.
 
 The relay owns its own AMQP connection and uses the journal from its own thread; the journal
 implementation must allow that (store/journal.py and the SQLite test journal use one database
@@ -23,13 +25,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from broker import bundle
 from broker.amqp import AmqpConnection, Backoff
 from broker.envelope import Header, Kind, Sealer
 from broker.errors import BrokerError, BrokerUnavailable, KeyStoreError, Unroutable
-from broker.journal import Journal
+from broker.ids import new_message_id
+from broker.journal import Journal, OutboxEntry
+from broker.schema import BUNDLE
 from broker.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,8 @@ class OutboxRelay:
         node_id: the sender of every relayed notice.
         notice_ttl: validity of a relayed notice (its deadline is relay time + this).
         batch: rows read, published and confirmed together.
+        bundle_items: most rows for one recipient sealed into one `bundle` (1: never bundle).
+        bundle_bytes: a bundle's largest wire; a bigger one is split in halves.
     """
 
     def __init__(
@@ -58,6 +65,8 @@ class OutboxRelay:
         url: str = "amqp://guest:guest@127.0.0.1:5672/%2F",
         notice_ttl: float = 30 * 24 * 3600.0,
         batch: int = 256,
+        bundle_items: int = 128,
+        bundle_bytes: int = 1 << 20,
         idle_poll: float = 0.05,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
@@ -74,11 +83,14 @@ class OutboxRelay:
         self._conn = publisher
         self._ttl_ms = int(notice_ttl * 1000)
         self._batch = batch
+        self._bundle_items = max(1, min(bundle_items, bundle.BUNDLE_MAX_ITEMS))
+        self._bundle_bytes = bundle_bytes
         self._idle_poll = idle_poll
         self._backoff = backoff or Backoff()
         self._clock = clock
         self._wake = threading.Event()
         self.relayed = 0
+        self.bundled = 0
         self.unroutable = 0
         self.unsealable = 0
         self.last_error: str | None = None
@@ -97,6 +109,7 @@ class OutboxRelay:
             "connected": self._conn.connected,
             "outbox_depth": depth,
             "relayed": self.relayed,
+            "bundled": self.bundled,
             "unroutable": self.unroutable,
             "unsealable": self.unsealable,
             "last_error": self.last_error,
@@ -132,40 +145,92 @@ class OutboxRelay:
             return 0, 0
         now_ms = int(self._clock() * 1000)
         deadline = now_ms + self._ttl_ms
-        tags: list[tuple[int, int]] = []
-        for e in entries:
-            header = Header(
-                1,
-                e.msg_id,
-                Kind.NOTICE,
-                e.type,
-                self.node_id,
-                e.recipient,
-                now_ms,
-                deadline,
-                e.correlation_id,
-            )
-            try:
-                wire = self._sealer.seal(header, e.body)
-            except (ValueError, KeyStoreError) as exc:
-                # The recipient left the trust file, or the row is malformed: keep the row for
-                # an operator, let the rows behind it go.
-                self.unsealable += 1
-                self.last_error = f"outbox row {e.seq} cannot be sealed: {exc}"
-                log.error("%s outbox: %s", self.node_id, self.last_error)
-                continue
-            tag = self._conn.publish(e.recipient, wire, persistent=True, mandatory=True, wait=False)
-            tags.append((tag, e.seq))
+        tags: list[tuple[int, list[int]]] = []
+        for group in _groups(entries, self._bundle_items):
+            for wire, seqs in self._seal(group, now_ms, deadline):
+                tag = self._conn.publish(
+                    group[0].recipient, wire, persistent=True, mandatory=True, wait=False
+                )
+                tags.append((tag, seqs))
         failures = self._conn.wait_confirms()
-        sent = [seq for tag, seq in tags if tag not in failures]
+        sent = [seq for tag, seqs in tags if tag not in failures for seq in seqs]
         if sent:
             with self.journal.atomic():
                 self.journal.outbox_mark_sent(sent, self._clock())
             self.relayed += len(sent)
+        failed = sum(len(seqs) for tag, seqs in tags if tag in failures)
         if failures:
             self.unroutable += sum(isinstance(f, Unroutable) for f in failures.values())
             self.last_error = str(next(iter(failures.values())))
             log.warning(
-                "%s outbox: %d rows not accepted: %s", self.node_id, len(failures), self.last_error
+                "%s outbox: %d rows not accepted: %s", self.node_id, failed, self.last_error
             )
-        return len(sent), len(failures) + (len(entries) - len(tags))
+        return len(sent), failed + len(entries) - len(sent) - failed
+
+    def _seal(
+        self, group: list[OutboxEntry], now_ms: int, deadline: int
+    ) -> Iterator[tuple[bytes, list[int]]]:
+        """Wires for one recipient's consecutive rows: a plain notice for a single row, else a
+        bundle — halved until it fits `bundle_bytes` — under a fresh id of its own."""
+        first = group[0]
+        if len(group) == 1:
+            header = Header(
+                1,
+                first.msg_id,
+                Kind.NOTICE,
+                first.type,
+                self.node_id,
+                first.recipient,
+                now_ms,
+                deadline,
+                first.correlation_id,
+            )
+            body = first.body
+        else:
+            header = Header(
+                1,
+                new_message_id(),
+                Kind.NOTICE,
+                BUNDLE,
+                self.node_id,
+                first.recipient,
+                now_ms,
+                deadline,
+            )
+            body = bundle.pack(group)
+        try:
+            wire = self._sealer.seal(header, body)
+        except (ValueError, TypeError, KeyStoreError) as exc:
+            if len(group) > 1:  # find the row at fault; the others go on
+                for e in group:
+                    yield from self._seal([e], now_ms, deadline)
+                return
+            # The recipient left the trust file, or the row is malformed: keep the row for an
+            # operator, let the rows behind it go.
+            self.unsealable += 1
+            self.last_error = f"outbox row {first.seq} cannot be sealed: {exc}"
+            log.error("%s outbox: %s", self.node_id, self.last_error)
+            return
+        if len(group) > 1 and len(wire) > self._bundle_bytes:
+            half = len(group) // 2
+            yield from self._seal(group[:half], now_ms, deadline)
+            yield from self._seal(group[half:], now_ms, deadline)
+            return
+        self.bundled += len(group) if len(group) > 1 else 0
+        yield wire, [e.seq for e in group]
+
+
+def _groups(entries: list[OutboxEntry], most: int) -> Iterator[list[OutboxEntry]]:
+    """Rows grouped by recipient, each group in outbox order and at most `most` long.
+
+    Rows for different recipients are independent, so grouping across them keeps every
+    recipient's own order (its groups are published in sequence on one channel).
+    """
+    by_recipient: dict[str, list[OutboxEntry]] = {}
+    for e in entries:
+        group = by_recipient.setdefault(e.recipient, [])
+        if len(group) >= most:
+            yield group
+            group = by_recipient[e.recipient] = []
+        group.append(e)
+    yield from by_recipient.values()

@@ -11,6 +11,8 @@ import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from broker.schema import BUNDLE
+
 SCOPES = ("any", "same_municipality", "same_prefecture", "other_municipality")
 
 
@@ -63,7 +65,9 @@ class RouteTable:
         """True when `sender` may send `message_type` of `kind` to `recipient`.
 
         A reply travels back along the request's route, so it is allowed exactly when the
-        request it answers would be allowed the other way.
+        request it answers would be allowed the other way. A `bundle` (notice) is allowed
+        wherever some route links the two nodes; each item inside it is then checked against
+        this table on its own type (broker/bundle.py), so a bundle cannot widen a route.
         """
         key = (sender, recipient, message_type, kind)
         answer = self._memo.get(key)
@@ -85,7 +89,7 @@ class RouteTable:
                 continue
             if not _scope_holds(route.scope, src, dst):
                 continue
-            if route.matches_type(message_type):
+            if (message_type == BUNDLE and kind == "notice") or route.matches_type(message_type):
                 return True
         return False
 

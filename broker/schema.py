@@ -5,7 +5,7 @@ refused, bool is not an int, str is not bytes), cheap on the hot path, and their
 name the path but never echo the value, because a value may be a 個人番号 and details are logged.
 
 Node message types are declared in nodes/messages.py; this module declares only the plumbing
-types (`ping`, `echo`, `demo.notice`, see `plumbing_types`).
+types (`ping`, `echo`, `demo.notice` and the `bundle` carrier, see `plumbing_types`).
 """
 
 from __future__ import annotations
@@ -241,6 +241,25 @@ class Obj(Spec):
                 raise _refuse(path, f"missing field {missing[0]!r}")
 
 
+class Map(Spec):
+    """Any map with string keys, its contents left to a schema applied later.
+
+    Only the `bundle` carrier uses it: each item's body is checked against its own type's schema
+    once the item's type is known (broker/bundle.py), so nothing goes unchecked.
+    """
+
+    __slots__ = ()
+
+    def ok(self, value: object) -> bool:
+        return type(value) is dict and all(type(k) is str for k in value)
+
+    def validate(self, value: object, path: str) -> None:
+        if type(value) is not dict:
+            raise _refuse(path, f"expected map, got {_type_name(value)}")
+        if not all(type(k) is str for k in value):
+            raise _refuse(path, "map keys must be strings")
+
+
 @dataclass(frozen=True, slots=True)
 class MessageType:
     """A message type: its name, the kinds it travels as, its body and (requests) reply data.
@@ -264,6 +283,9 @@ class MessageType:
 
 
 ECHO_MAX = 1 << 20
+BUNDLE = "bundle"
+"""The carrier type: several notices from one sender to one recipient under one envelope."""
+BUNDLE_MAX_ITEMS = 512
 _EMPTY = Obj({})
 _REPLY_ERROR = Obj({"ok": Bool(), "code": Str(100), "message": Str(4000), "title": Str(200)})
 
@@ -326,7 +348,8 @@ def plumbing_types(registry: SchemaRegistry | None = None) -> SchemaRegistry:
     """Register the broker's own types into `registry` (a new one if None) and return it.
 
     `ping` (liveness and RPC latency), `echo` (payload round trips for throughput; bytes, since
-    it exists to measure the wire with arbitrary payloads), `demo.notice` (durable notices).
+    it exists to measure the wire with arbitrary payloads), `demo.notice` (durable notices),
+    `bundle` (the outbox relay's carrier of several notices, broker/bundle.py).
     """
     registry = SchemaRegistry() if registry is None else registry
     registry.register(
@@ -348,6 +371,27 @@ def plumbing_types(registry: SchemaRegistry | None = None) -> SchemaRegistry:
     registry.register(
         MessageType(
             "demo.notice", frozenset({Kind.NOTICE}), Obj({"seq": Int(0), "text": Str(1000)})
+        )
+    )
+    registry.register(
+        MessageType(
+            BUNDLE,
+            frozenset({Kind.NOTICE}),
+            Obj(
+                {
+                    "items": List(
+                        Obj(
+                            {
+                                "id": Str(26),
+                                "type": Str(64),
+                                "cid": Optional(Str(64)),
+                                "body": Map(),
+                            }
+                        ),
+                        BUNDLE_MAX_ITEMS,
+                    )
+                }
+            ),
         )
     )
     return registry

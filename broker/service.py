@@ -24,6 +24,13 @@ recorded in the journal, published to the dead-letter exchange with `x-juki-reas
 `x-juki-detail` and `x-juki-node` headers plus the original headers, then acked: never dropped.
 Refused requests are not answered (the sender may not be who it claims; it sees a timeout).
 
+Bundles. The outbox relay carries several notices for one recipient in one `bundle` envelope
+(broker/bundle.py). Each item is handled exactly like a notice of its own — route and schema
+checks on its type, its own savepoint and inbox row, its own refusal record and dead letter
+(the bundle's bytes, with `x-juki-item`) — and an item already in the inbox (relayed again in a
+later bundle after a crash) is skipped as a duplicate. The bundle's own id enters the inbox once
+all its items are done.
+
 Poison. A handler exception on a notice rolls back its savepoint; the original bytes are
 re-published to the node's own queue with `x-juki-attempts` incremented (confirmed before the
 original is acked), and after `max_attempts` handler failures the message is dead-lettered with
@@ -42,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.amqp import AmqpConnection, Backoff, Delivery
+from broker.bundle import is_bundle, open_items
 from broker.envelope import Header, Kind, Message, Opener, Sealer, peek_header, reply_header
 from broker.errors import BrokerError, BrokerUnavailable, Reason, Refused
 from broker.ids import new_message_id
@@ -58,6 +66,9 @@ ATTEMPTS_HEADER = "x-juki-attempts"
 REASON_HEADER = "x-juki-reason"
 DETAIL_HEADER = "x-juki-detail"
 NODE_HEADER = "x-juki-node"
+ITEM_HEADER = "x-juki-item"
+ITEM_TYPE_HEADER = "x-juki-item-type"
+_DONE, _RETRY = 0, 1
 _DETAIL_MAX = 1000
 
 
@@ -230,6 +241,7 @@ class Service:
             if journal is not None
             else self._memory
         )
+        self._seen = guard.seen
         self._opener = Opener(
             identity, trust, routes, schemas, guard, skew_seconds=config.skew_seconds, clock=clock
         )
@@ -296,6 +308,7 @@ class Service:
             "processed": dict(self._processed.copy()),
             "refused": dict(self._refused.copy()),
             "duplicates": self._counts["duplicates"],
+            "bundles": self._counts["bundles"],
             "retried": self._counts["retried"],
             "batches": self._counts["batches"],
             "disconnects": self._counts["disconnects"],
@@ -426,20 +439,65 @@ class Service:
             return
         header = msg.header
         self._last_lag = max(0.0, now - header.issued_at / 1000.0)
+        if is_bundle(header):
+            self._handle_bundle(d, msg, now, out)
+            return
         handler = self.handlers.get(header.type)
         if handler is None:
             self._refuse(d, header, Reason.UNKNOWN_TYPE, f"no handler for {header.type}", now, out)
             return
         if header.kind is Kind.NOTICE:
-            self._handle_notice(d, msg, handler, now, out)
+            if self._handle_notice(d, msg, handler, now, out) == _RETRY:
+                self._retry(d, out)
         elif header.kind is Kind.REQUEST:
             self._handle_request(d, msg, handler, out)
         else:
             self._refuse(d, header, Reason.MALFORMED, "reply delivered to a node queue", now, out)
 
+    def _handle_bundle(self, d: Delivery, bundle: Message, now: float, out: _Batch) -> None:
+        """Each item as a notice of its own (broker/bundle.py); the bundle's id is taken into
+        the inbox only when no item waits for a retry, so the re-published copy still opens."""
+        self._counts["bundles"] += 1
+        seen = self._seen
+        retry = False
+        for item in open_items(bundle, self.routes.allows, self.schemas.validate_body):
+            header = item.header
+            if item.message is None:
+                refusal = item.refusal
+                assert refusal is not None
+                self._refuse(d, header, refusal.reason, refusal.detail, now, out, item=True)
+                continue
+            if seen(header.msg_id):
+                # Relayed again inside a later bundle (the sender crashed before its confirm).
+                self._counts["duplicates"] += 1
+                continue
+            handler = self.handlers.get(header.type)
+            if handler is None:
+                reason, detail = Reason.UNKNOWN_TYPE, f"no handler for {header.type}"
+                self._refuse(d, header, reason, detail, now, out, item=True)
+                continue
+            if self._handle_notice(d, item.message, handler, now, out, item=True) == _RETRY:
+                retry = True
+        if retry:
+            self._retry(d, out)
+            return
+        header = bundle.header
+        if self.journal is not None:
+            self.journal.inbox_add(header.msg_id, header.sender, header.type, now)
+        out.remember.append((header.msg_id, header.deadline))
+
     def _handle_notice(
-        self, d: Delivery, msg: Message, handler: Handler, now: float, out: _Batch
-    ) -> None:
+        self,
+        d: Delivery,
+        msg: Message,
+        handler: Handler,
+        now: float,
+        out: _Batch,
+        *,
+        item: bool = False,
+    ) -> int:
+        """Applies one notice in its own savepoint; returns _DONE, or _RETRY when the handler
+        failed and attempts remain (the caller re-publishes the delivery once)."""
         header = msg.header
         try:
             with self._atomic():
@@ -447,8 +505,8 @@ class Service:
                     self.journal.inbox_add(header.msg_id, header.sender, header.type, now)
                 handler(msg, Context(self, msg))
         except HandlerError as exc:
-            self._refuse(d, header, exc.code, exc.message, now, out)
-            return
+            self._refuse(d, header, exc.code, exc.message, now, out, item=item)
+            return _DONE
         except Exception as exc:
             attempts = _attempts(d.headers) + 1
             log.warning(
@@ -461,15 +519,18 @@ class Service:
             self._last_error = f"{header.type} handler: {type(exc).__name__}"
             if attempts >= self.config.max_attempts:
                 detail = f"after {attempts} attempts: {type(exc).__name__}: {exc}"
-                self._refuse(d, header, Reason.POISON, detail, now, out)
-            else:
-                headers = dict(d.headers)
-                headers[ATTEMPTS_HEADER] = attempts
-                out.retries.append((d.body, headers))
-                self._counts["retried"] += 1
-            return
+                self._refuse(d, header, Reason.POISON, detail, now, out, item=item)
+                return _DONE
+            return _RETRY
         out.remember.append((header.msg_id, header.deadline))
         self._processed[header.type] += 1
+        return _DONE
+
+    def _retry(self, d: Delivery, out: _Batch) -> None:
+        headers = dict(d.headers)
+        headers[ATTEMPTS_HEADER] = _attempts(d.headers) + 1
+        out.retries.append((d.body, headers))
+        self._counts["retried"] += 1
 
     def _handle_request(self, d: Delivery, msg: Message, handler: Handler, out: _Batch) -> None:
         header = msg.header
@@ -525,7 +586,11 @@ class Service:
         detail: str,
         now: float,
         out: _Batch,
+        *,
+        item: bool = False,
     ) -> None:
+        """Record and dead-letter `d`. `item`: the refusal is of one notice inside the bundle
+        `d` carries; the whole signed bundle is dead-lettered with `x-juki-item` naming it."""
         code = reason.value if isinstance(reason, Reason) else reason
         self._refused[code] += 1
         detail = detail[:_DETAIL_MAX]
@@ -549,6 +614,9 @@ class Service:
         headers[REASON_HEADER] = code
         headers[DETAIL_HEADER] = detail
         headers[NODE_HEADER] = self.node_id
+        if item and header is not None:
+            headers[ITEM_HEADER] = header.msg_id
+            headers[ITEM_TYPE_HEADER] = header.type
         out.dead.append((d.body, headers))
 
 

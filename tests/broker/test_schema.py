@@ -121,7 +121,7 @@ def _header(type_: str, kind: Kind) -> Any:
 
 def test_plumbing_types() -> None:
     registry = plumbing_types()
-    assert registry.names() == ("demo.notice", "echo", "ping")
+    assert registry.names() == ("bundle", "demo.notice", "echo", "ping")
     registry.validate_body(_header("ping", Kind.REQUEST), {})
     registry.validate_body(_header("echo", Kind.REQUEST), {"payload": b"\x00" * 100})
     registry.validate_body(_header("demo.notice", Kind.NOTICE), {"seq": 1, "text": "転入"})
