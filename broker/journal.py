@@ -48,6 +48,10 @@ class Journal(Protocol):
 
     def atomic(self) -> AbstractContextManager[Any]: ...
 
+    def savepoint(self) -> AbstractContextManager[Any]:
+        """A savepoint inside the transaction `atomic()` opened (one per handled notice)."""
+        ...
+
     def inbox_contains(self, msg_id: str) -> bool: ...
 
     def inbox_add(self, msg_id: str, sender: str, type: str, received_at: float) -> None: ...
@@ -111,6 +115,9 @@ class MemoryJournal:
         return list(self._state.refusals)
 
     def atomic(self) -> AbstractContextManager[None]:
+        return self._atomic()
+
+    def savepoint(self) -> AbstractContextManager[None]:
         return self._atomic()
 
     @contextmanager

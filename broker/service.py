@@ -379,6 +379,9 @@ class Service:
     def _atomic(self) -> AbstractContextManager[Any]:
         return self.journal.atomic() if self.journal is not None else nullcontext()
 
+    def _savepoint(self) -> AbstractContextManager[Any]:
+        return self.journal.savepoint() if self.journal is not None else nullcontext()
+
     def _process(self, deliveries: list[Delivery]) -> None:
         out = _Batch()
         now = self.clock()
@@ -500,7 +503,7 @@ class Service:
         failed and attempts remain (the caller re-publishes the delivery once)."""
         header = msg.header
         try:
-            with self._atomic():
+            with self._savepoint():
                 if self.journal is not None:
                     self.journal.inbox_add(header.msg_id, header.sender, header.type, now)
                 handler(msg, Context(self, msg))
@@ -539,7 +542,7 @@ class Service:
         self._memory.remember(header.msg_id, header.deadline)
         try:
             refusal: HandlerError | None = None
-            with self._atomic():
+            with self._savepoint():
                 try:
                     data = handler(msg, Context(self, msg))
                 except HandlerError as exc:

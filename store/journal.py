@@ -20,7 +20,7 @@ carry ``bytes`` values (card images, challenges) that JSON cannot hold without r
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +129,28 @@ class PeeweeJournal:
         because a handler reads before it writes while other threads of the node write too.
         """
         return self._db.atomic()  # IMMEDIATE on SQLite: see store.db.ImmediateSqliteDatabase
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A savepoint inside the open transaction, in raw SQL.
+
+        The service takes one per handled notice; peewee's nested `atomic()` costs six times
+        the statements themselves (a uuid name, its own bookkeeping). One fixed name is enough:
+        SQLite and PostgreSQL both resolve a repeated savepoint name to the innermost one, so
+        these nest with each other and with peewee's own savepoints.
+        """
+        cursor = self._db.cursor()
+        with translate_errors():
+            cursor.execute('SAVEPOINT "juki_item"')
+        try:
+            yield
+        except BaseException:
+            with translate_errors():
+                cursor.execute('ROLLBACK TO SAVEPOINT "juki_item"')
+                cursor.execute('RELEASE SAVEPOINT "juki_item"')
+            raise
+        with translate_errors():
+            cursor.execute('RELEASE SAVEPOINT "juki_item"')
 
     def inbox_contains(self, msg_id: str) -> bool:
         # asked for every durable message received (the replay check): raw SQL, one index probe

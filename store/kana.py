@@ -143,6 +143,11 @@ def count_gaiji(s: str | None) -> int:
     """外字数: characters (or variation-selector sequences) outside the standard set."""
     if not s:
         return 0
+    try:
+        s.encode("shift_jis")  # the common case, all in the standard set, in one C call
+        return 0
+    except UnicodeEncodeError:
+        pass
     count = 0
     i = 0
     while i < len(s):

@@ -19,6 +19,7 @@ class JournalContract(Protocol):
     """The Journal protocol as docs/architecture.md states it (the broker's side of the seam)."""
 
     def atomic(self) -> AbstractContextManager[Any]: ...
+    def savepoint(self) -> AbstractContextManager[Any]: ...
     def inbox_contains(self, msg_id: str) -> bool: ...
     def inbox_add(self, msg_id: str, sender: str, type: str, received_at: float) -> None: ...
     def outbox_add(
@@ -191,3 +192,31 @@ def test_refusals_are_recorded_latest_first(journal: PeeweeJournal) -> None:
     assert [r["reason"] for r in rows] == ["malformed", "route_not_allowed"]
     assert rows[1]["sender"] == "term.041009.001" and rows[0]["msg_id"] is None
     assert [r["reason"] for r in journal.refusals(since=5.5)] == ["malformed"]
+
+
+def test_a_savepoint_rolls_back_only_its_own_writes_and_nests(journal: PeeweeJournal) -> None:
+    with journal.atomic():
+        journal.inbox_add("01KB0000000000000000000001", "cs", "t", 1.0)
+        with pytest.raises(Boom), journal.savepoint():
+            journal.inbox_add("01KB0000000000000000000002", "cs", "t", 1.0)
+            raise Boom
+        with journal.savepoint():
+            journal.inbox_add("01KB0000000000000000000003", "cs", "t", 1.0)
+            with pytest.raises(Boom), journal.savepoint():  # inner, same name: innermost wins
+                journal.inbox_add("01KB0000000000000000000004", "cs", "t", 1.0)
+                raise Boom
+            with journal.database.atomic():  # peewee's own savepoint nests inside ours
+                journal.inbox_add("01KB0000000000000000000005", "cs", "t", 1.0)
+    held = [journal.inbox_contains(f"01KB000000000000000000000{i}") for i in range(1, 6)]
+    assert held == [True, False, True, False, True]
+
+
+def test_a_failed_statement_inside_a_savepoint_leaves_the_transaction_usable(
+    journal: PeeweeJournal,
+) -> None:
+    with journal.atomic():
+        journal.inbox_add("01KB0000000000000000000001", "cs", "t", 1.0)
+        with pytest.raises(DuplicateKey), journal.savepoint():
+            journal.inbox_add("01KB0000000000000000000001", "cs", "t", 1.0)  # PostgreSQL aborts
+        journal.inbox_add("01KB0000000000000000000002", "cs", "t", 1.0)
+    assert journal.inbox_contains("01KB0000000000000000000002")

@@ -194,3 +194,16 @@ def test_count_gaiji_is_additive_and_bounded(a: str, b: str) -> None:
     assert 0 <= total <= len(a + b)
     if not b or not ("\ufe00" <= b[0] <= "\ufe0f" or "\U000e0100" <= b[0] <= "\U000e01ef"):
         assert total == count_gaiji(a) + count_gaiji(b)
+
+
+@given(st.text(alphabet=st.sampled_from("山田太郎髙﨑𠮷丂aｱ・\ufe00\U000e0100 凜"), max_size=12))
+def test_count_gaiji_counts_each_character_or_variation_sequence_outside_the_set(s: str) -> None:
+    # reference: walk the string, a base character with variation selectors counts as one
+    expected, i = 0, 0
+    while i < len(s):
+        j = i + 1
+        while j < len(s) and (0xFE00 <= ord(s[j]) <= 0xFE0F or 0xE0100 <= ord(s[j]) <= 0xE01EF):
+            j += 1
+        expected += 1 if j > i + 1 or not is_standard_char(s[i]) else 0
+        i = j
+    assert count_gaiji(s) == expected
