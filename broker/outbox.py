@@ -155,8 +155,7 @@ class OutboxRelay:
         failures = self._conn.wait_confirms()
         sent = [seq for tag, seqs in tags if tag not in failures for seq in seqs]
         if sent:
-            with self.journal.atomic():
-                self.journal.outbox_mark_sent(sent, self._clock())
+            self.journal.outbox_mark_sent(sent, self._clock())
             self.relayed += len(sent)
         failed = sum(len(seqs) for tag, seqs in tags if tag in failures)
         if failures:

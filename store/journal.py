@@ -226,11 +226,33 @@ class PeeweeJournal:
         ]
 
     def outbox_mark_sent(self, seqs: list[int], sent_at: float) -> None:
+        """Mark relayed rows, in a transaction of its own unless one is open.
+
+        This commit alone does not wait for the disk (SQLite: synchronous=NORMAL for it;
+        PostgreSQL: synchronous_commit off for it). The mark only saves work: if power fails
+        before it reaches the disk, the rows are relayed again and the recipients' inboxes drop
+        the copies. Waiting for an fsync here held the write lock that the node's service
+        thread needs for its next group commit.
+        """
         if not seqs:
             return
+        db = self._db
+        own = not db.in_transaction()
+        sqlite = isinstance(
+            db.obj if isinstance(db, peewee.DatabaseProxy) else db, peewee.SqliteDatabase
+        )
         with translate_errors():
-            for chunk in _chunks(seqs, 500):
-                Outbox.update(sent_at=sent_at).where(Outbox.seq.in_(chunk)).execute(self._db)
+            if own and sqlite:
+                db.execute_sql("PRAGMA synchronous = NORMAL")
+            try:
+                with db.atomic():
+                    if own and not sqlite:
+                        db.execute_sql("SET LOCAL synchronous_commit = off")
+                    for chunk in _chunks(seqs, 500):
+                        Outbox.update(sent_at=sent_at).where(Outbox.seq.in_(chunk)).execute(db)
+            finally:
+                if own and sqlite:
+                    db.execute_sql("PRAGMA synchronous = FULL")
 
     def outbox_depth(self) -> int:
         """How many notices wait to be relayed (shown by ``juki ctl status``)."""
@@ -255,10 +277,16 @@ class PeeweeJournal:
         detail: str,
         at: float,
     ) -> None:
+        # Raw SQL against this journal's database: a model-built INSERT decides on RETURNING
+        # from whatever database the model was last bound to, which need not be this one.
+        db = self._db
+        p = db.param
         with translate_errors():
-            Refusal.insert(
-                msg_id=msg_id, sender=sender, type=type, reason=reason, detail=detail, at=at
-            ).execute(self._db)
+            db.execute_sql(
+                f'INSERT INTO "refusal" ("msg_id", "sender", "type", "reason", "detail", "at") '
+                f"VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
+                (msg_id, sender, type, reason, detail, at),
+            )
 
     def refusals(self, *, since: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Latest refusals first, as plain dicts (for ``juki ctl`` and the operator's log view)."""

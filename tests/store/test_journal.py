@@ -127,6 +127,24 @@ def test_mark_sent_handles_more_ids_than_one_statement_takes(journal: PeeweeJour
     assert [e.seq for e in journal.outbox_pending(10)] == [seqs[-1]]
 
 
+def test_mark_sent_commits_on_its_own_and_leaves_commit_durability_as_it_was(
+    journal: PeeweeJournal, empty_db: peewee.Database
+) -> None:
+    seqs = [journal.outbox_add(f"m{i}", "p", "t", {}, 0.0) for i in range(3)]
+    journal.outbox_mark_sent(seqs[:2], 5.0)
+    assert not empty_db.in_transaction()
+    empty_db.close()  # a new connection sees only what was committed
+    assert [e.seq for e in journal.outbox_pending(10)] == [seqs[2]]
+    if isinstance(empty_db, peewee.SqliteDatabase):
+        # the relaxed sync applied to the mark only: the next business commit fsyncs again
+        journal.outbox_mark_sent(seqs[2:], 6.0)
+        assert empty_db.execute_sql("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    else:
+        journal.outbox_mark_sent(seqs[2:], 6.0)
+        assert empty_db.execute_sql("SHOW synchronous_commit").fetchone()[0] == "on"
+    assert journal.outbox_depth() == 0
+
+
 def test_purge_sent_keeps_unsent(journal: PeeweeJournal) -> None:
     a = journal.outbox_add("a", "p", "t", {}, 0.0)
     journal.outbox_add("b", "p", "t", {}, 0.0)
