@@ -86,7 +86,7 @@ def open_items(
             recipient,
             bh.issued_at,
             bh.deadline,
-            raw["cid"],
+            raw.get("cid"),  # Optional: may be absent
         )
         body = raw["body"]
         refusal: Refused | None = None

@@ -164,7 +164,7 @@ class OutboxRelay:
             log.warning(
                 "%s outbox: %d rows not accepted: %s", self.node_id, failed, self.last_error
             )
-        return len(sent), failed + len(entries) - len(sent) - failed
+        return len(sent), len(entries) - len(sent)  # not sent: unroutable or unsealable
 
     def _seal(
         self, group: list[OutboxEntry], now_ms: int, deadline: int

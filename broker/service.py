@@ -465,14 +465,16 @@ class Service:
         retry = False
         for item in open_items(bundle, self.routes.allows, self.schemas.validate_body):
             header = item.header
+            if seen(header.msg_id):
+                # Relayed again inside a later bundle (the sender crashed before its confirm),
+                # or done in an earlier attempt of this bundle.
+                self._counts["duplicates"] += 1
+                continue
             if item.message is None:
                 refusal = item.refusal
                 assert refusal is not None
                 self._refuse(d, header, refusal.reason, refusal.detail, now, out, item=True)
-                continue
-            if seen(header.msg_id):
-                # Relayed again inside a later bundle (the sender crashed before its confirm).
-                self._counts["duplicates"] += 1
+                out.remember.append((header.msg_id, header.deadline))  # not again on a retry
                 continue
             handler = self.handlers.get(header.type)
             if handler is None:
@@ -481,6 +483,8 @@ class Service:
                 continue
             if self._handle_notice(d, item.message, handler, now, out, item=True) == _RETRY:
                 retry = True
+            else:  # applied or refused: a retry of this bundle for another item skips it
+                out.remember.append((header.msg_id, header.deadline))
         if retry:
             self._retry(d, out)
             return

@@ -146,16 +146,31 @@ def test_a_failing_item_is_retried_without_reapplying_the_others_then_poison(
     node: Any, admin: AmqpConnection, world: World, topology: Topology
 ) -> None:
     service, journal, applied = node
-    boom = item(1, "boom")
-    publish(admin, world.seal("cli", "svc", "bundle", {"items": [item(0), boom, item(2)]}))
-    [dead] = drain(admin, topology.dead_letter_queue, 1)
-    assert dead.headers["x-juki-reason"] == "poison"
-    assert dead.headers["x-juki-item"] == boom["id"]
+    boom, bad = item(1, "boom"), item(3, extra_field="x")
+    items = [item(0), boom, item(2), bad]
+    publish(admin, world.seal("cli", "svc", "bundle", {"items": items}))
+    dead = drain(admin, topology.dead_letter_queue, 2)
+    # the refused item is dead-lettered once, not once per retry of the bundle
+    assert [(d.headers["x-juki-reason"], d.headers["x-juki-item"]) for d in dead] == [
+        ("schema", bad["id"]),
+        ("poison", boom["id"]),
+    ]
+    assert admin.queue_depth(topology.dead_letter_queue) == 0
     assert applied.calls.count("boom") == 3  # max_attempts
     assert applied.calls.count("ok") == 2  # the good items ran once, not once per attempt
     assert [seq for _, seq, _ in journal.effects] == [0, 2]
     health = service.health()
-    assert health["retried"] == 2 and health["refused"] == {"poison": 1}
+    assert health["retried"] == 2 and health["refused"] == {"poison": 1, "schema": 1}
+
+
+def test_an_item_without_cid_is_taken_as_having_none(
+    node: Any, admin: AmqpConnection, world: World
+) -> None:
+    _service, journal, _applied = node
+    bare = item(0)
+    del bare["cid"]
+    publish(admin, world.seal("cli", "svc", "bundle", {"items": [bare]}))
+    eventually(lambda: journal.effects == [(bare["id"], 0, "ok")])
 
 
 def test_a_bundle_from_a_node_without_a_route_is_refused_whole(
