@@ -480,6 +480,7 @@ class Service:
             if handler is None:
                 reason, detail = Reason.UNKNOWN_TYPE, f"no handler for {header.type}"
                 self._refuse(d, header, reason, detail, now, out, item=True)
+                out.remember.append((header.msg_id, header.deadline))
                 continue
             if self._handle_notice(d, item.message, handler, now, out, item=True) == _RETRY:
                 retry = True
