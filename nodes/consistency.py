@@ -33,6 +33,7 @@ from typing import Any
 import msgpack
 
 from broker.envelope import Header, Kind, Sealer
+from broker.errors import RpcTimeout
 from broker.ids import new_message_id
 from juki.config import ApplianceConfig
 from store.digest import (
@@ -51,8 +52,9 @@ log = logging.getLogger(__name__)
 
 RECORDS_PER_REQUEST = 1_000
 """Differing records fetched per request (a provided record is ~250 bytes)."""
-FIRST_CALL_TIMEOUT = 300.0
-"""The first question makes the tier build its tree: a city of a million takes seconds."""
+BUILD_TIMEOUT = 600.0
+"""How long a tier may take to build its tree (off its service loop; a city of a million takes
+seconds): until then it answers a digest question with ``pending`` and is asked again."""
 
 MOVED_OUT = "転出"
 """異動事由 after which the person may already be another municipality's resident."""
@@ -99,6 +101,9 @@ class PeerReport:
     tier: str
     records: int = 0
     round_trips: int = 0
+    """Questions of the walk and record fetches (not the build polls below)."""
+    build_polls: int = 0
+    """Questions answered ``pending`` or sent only to start the tier's tree build."""
     body_bytes: int = 0
     wire_bytes: int = 0
     mismatches: int = 0
@@ -194,13 +199,13 @@ class _Peer:
         self.session = session
         self.report = report
         self.timeout = timeout
-        self.first = True
 
     def _call(self, type_: str, body: dict[str, Any]) -> dict[str, Any]:
-        timeout = max(self.timeout, FIRST_CALL_TIMEOUT) if self.first else self.timeout
-        data: dict[str, Any] = self.client.call(self.node, type_, body, timeout)
-        self.first = False
-        self.report.round_trips += 1
+        data: dict[str, Any] = self.client.call(self.node, type_, body, self.timeout)
+        if data.get("pending") or not body.get("prefixes", True):
+            self.report.build_polls += 1
+        else:
+            self.report.round_trips += 1
         reply = {"ok": True, "data": data}
         self.report.body_bytes += _packed_size(body) + _packed_size(reply)
         self.report.wire_bytes += self._sealed_size(Kind.REQUEST, type_, body)
@@ -226,14 +231,29 @@ class _Peer:
         )
         return len(self.sealer.seal(header, body))
 
-    def ask(self, prefixes: list[str], leaves: bool) -> dict[str, Any]:
-        body = {
+    def start_build(self) -> None:
+        """Have the tier start building the session's tree (an empty question answers at once)."""
+        self._call(f"{self.prefix}.cs.digest", self._digest_body([], False))
+
+    def _digest_body(self, prefixes: list[str], leaves: bool) -> dict[str, Any]:
+        return {
             "municipality": self.municipality,
             "session": self.session,
             "prefixes": prefixes,
             "leaves": leaves,
         }
-        return self._call(f"{self.prefix}.cs.digest", body)
+
+    def ask(self, prefixes: list[str], leaves: bool) -> dict[str, Any]:
+        body = self._digest_body(prefixes, leaves)
+        deadline = time.monotonic() + BUILD_TIMEOUT
+        while True:
+            data = self._call(f"{self.prefix}.cs.digest", body)
+            pending = data.get("pending")
+            if not pending:
+                return data
+            if time.monotonic() + pending / 1000 > deadline:
+                raise RpcTimeout(self.node, f"{self.prefix}.cs.digest", BUILD_TIMEOUT)
+            time.sleep(pending / 1000)
 
     def records(self, codes: list[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -293,18 +313,13 @@ def run_check(
         progress(ProgressEvent(0, total_steps, f"{cs}: building the digest tree"))
     check_broker(config)
     db = open_database(config.store_url(cs))
+    passphrase = os.environ.get(config.passphrase_env)
+    identity = load_identity(config.keys_dir, cs, passphrase.encode() if passphrase else None)
+    sealer = Sealer(identity, TrustStore.load(config.trust_file))
     try:
         started = time.perf_counter()
-        mine, dump = scan("cs", municipality, depth)
-        report.seconds["cs_tree"] = round(time.perf_counter() - started, 3)
-        report.cs_records = mine.total
-        report.full_dump_bytes = dump
-        tick(f"{cs}: {mine.total:,} records hashed")
-
-        passphrase = os.environ.get(config.passphrase_env)
-        identity = load_identity(config.keys_dir, cs, passphrase.encode() if passphrase else None)
-        sealer = Sealer(identity, TrustStore.load(config.trust_file))
         with client_for(config, cs) as client:
+            walkers = []
             for node, tier, prefix in peers:
                 peer_report = PeerReport(node=node, tier=tier)
                 report.peers.append(peer_report)
@@ -319,10 +334,18 @@ def run_check(
                     peer_report,
                     config.policy.rpc_timeout_seconds,
                 )
+                peer.start_build()  # the tiers build their trees while we build ours
+                walkers.append((peer, peer_report, tier))
+            mine, dump = scan("cs", municipality, depth)
+            report.seconds["cs_tree"] = round(time.perf_counter() - started, 3)
+            report.cs_records = mine.total
+            report.full_dump_bytes = dump
+            tick(f"{cs}: {mine.total:,} records hashed")
+            for peer, peer_report, tier in walkers:
                 before = done
                 found = _check_peer(mine, peer, peer_report, tier, tick)
                 report.mismatches += found
-                tick(f"{node}: {len(found)} mismatches", max(0, before + depth + 2 - done))
+                tick(f"{peer.node}: {len(found)} mismatches", max(0, before + depth + 2 - done))
         report.seconds["total"] = round(time.perf_counter() - started, 3)
         if repair:
             report.repairs = _queue_repairs(config, cs, municipality, report.mismatches)

@@ -127,6 +127,9 @@ DIGEST_REPLY = Obj(
         "digests": List(Obj({"prefix": Str(11), "hash": Bytes(32), "count": Int(0)}), 100_000),
         "leaves": List(Obj({"code": CODE, "hash": Bytes(32)}), 100_000),
         "total": Int(0),
+        # the tier is still building the session's tree (off its service loop): ask again
+        # after this many ms; digests and leaves are empty meanwhile
+        "pending": Optional(Int(1, 60_000)),
     }
 )
 

@@ -18,6 +18,7 @@ from broker.service import Context, HandlerError
 from nodes.env import NodeEnv
 from store import identity
 from store.auditlog import record_provision
+from store.db import StoreUnavailable, current_database
 from store.digest import DigestTree, build_tree, provided_view
 from store.ordering import is_duplicate, keep_as_history, supersedes
 from store.records import ProvidedIdentity, provided_from_dict, provided_to_dict
@@ -119,20 +120,40 @@ def record_query_provision(
 class DigestSessions:
     """Trees built for a consistency check, kept for the few minutes the check walks them.
 
-    Building a tree scans the municipality's records once; the walk then asks for many prefixes
-    over several round trips, all answered from the same snapshot.
+    Building a tree scans the municipality's records once (seconds for a large city); the walk
+    then asks for many prefixes over several round trips, all answered from the same snapshot.
+    The scan runs on a thread of its own, never on the service loop: while it runs, a digest
+    request is answered at once with ``pending`` and the checker asks again, so the tier keeps
+    applying update notices and answering queries during a check (no flow blocks another).
+    The thread reads through its own connection (peewee keeps one per thread), which on SQLite
+    in WAL mode and on PostgreSQL sees one consistent snapshot without holding a write lock.
     """
 
     TTL = 600.0
     KEEP = 4
+    RETRY_MS = 250
+    """How soon a checker told ``pending`` should ask again."""
 
-    def __init__(self, tier: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        tier: str,
+        clock: Callable[[], float] = time.time,
+        build: Callable[[str, str], DigestTree] = build_tree,
+    ) -> None:
         self.tier = tier
         self.clock = clock
+        self._build = build
         self._trees: dict[str, tuple[float, DigestTree]] = {}
+        self._building: dict[str, threading.Thread] = {}
+        self._failed: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def tree(self, session: str, municipality: str) -> DigestTree:
+    def tree(self, session: str, municipality: str) -> DigestTree | None:
+        """The session's tree when built; otherwise starts (or keeps) its build and returns None.
+
+        Raises:
+            HandlerError: the build failed (told once; asking again starts a new build).
+        """
         key = f"{session}/{municipality}"
         with self._lock:
             now = self.clock()
@@ -141,8 +162,32 @@ class DigestSessions:
             hit = self._trees.get(key)
             if hit is not None:
                 return hit[1]
+            failure = self._failed.pop(key, None)
+            if failure is not None:
+                raise HandlerError("digest_failed", failure, "整合性確認用の要約を作成できません")
+            if key not in self._building:
+                thread = threading.Thread(
+                    target=self._run,
+                    args=(key, municipality),
+                    name=f"digest-{self.tier}-{municipality}",
+                    daemon=True,
+                )
+                self._building[key] = thread
+                thread.start()
+        return None
+
+    def _run(self, key: str, municipality: str) -> None:
         started = time.perf_counter()
-        tree = build_tree(self.tier, municipality)
+        try:
+            tree = self._build(self.tier, municipality)
+        except Exception as exc:
+            log.exception("%s digest tree of %s failed", self.tier, municipality)
+            with self._lock:
+                self._failed[key] = f"{type(exc).__name__}: {exc}"[:500]
+                del self._building[key]
+            return
+        finally:
+            _close_thread_connection()
         log.info(
             "%s digest tree of %s: %d records in %.1fs",
             self.tier,
@@ -152,14 +197,39 @@ class DigestSessions:
         )
         with self._lock:
             self._trees[key] = (self.clock(), tree)
+            del self._building[key]
             # a city's tree is tens of megabytes: keep only the latest few checks' trees
             for k in sorted(self._trees, key=lambda k: self._trees[k][0])[: -self.KEEP]:
                 del self._trees[k]
-        return tree
+
+    def wait(self, timeout: float) -> None:
+        """Until no build is running (tests and an orderly shutdown)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                threads = list(self._building.values())
+            if not threads:
+                return
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() >= deadline:
+                return
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
         tree = self.tree(body["session"], body["municipality"])
+        if tree is None:
+            return {"digests": [], "leaves": [], "total": 0, "pending": self.RETRY_MS}
         return tree.answer(body["prefixes"], bool(body["leaves"]))
+
+
+def _close_thread_connection() -> None:
+    """Close this thread's store connection (a build thread's, which ends with it)."""
+    try:
+        db = current_database()
+    except StoreUnavailable:
+        return
+    if not db.is_closed():
+        db.close()
 
 
 def records_for(tier: str, body: dict[str, Any]) -> dict[str, Any]:
