@@ -19,15 +19,16 @@ carry ``bytes`` values (card images, challenges) that JSON cannot hold without r
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import peewee
 
-from store.db import translate_errors
+from store.db import is_sqlite, translate_errors
 from store.models import BaseModel
 
 __all__ = ["Inbox", "Outbox", "OutboxEntry", "PeeweeJournal", "Refusal"]
@@ -115,20 +116,39 @@ class PeeweeJournal:
     share the transaction on the same thread.
     """
 
+    MAX_DEFERRED_MARKS = 4096
+    """Relayed rows whose sent mark may wait for the service's next commit; beyond this many
+    the relay waits for the write lock itself (bounds memory and the pending query)."""
+
     def __init__(self, db: peewee.Database | peewee.DatabaseProxy) -> None:
         self._db = db
+        # SQLite only: rows the broker confirmed whose sent mark is not written yet (seq →
+        # sent_at). See outbox_mark_sent.
+        self._deferred: dict[int, float] = {}
+        self._marks_lock = threading.Lock()
 
     @property
     def database(self) -> peewee.Database | peewee.DatabaseProxy:
         return self._db
 
-    def atomic(self) -> AbstractContextManager[Any]:
+    @contextmanager
+    def atomic(self) -> Iterator[Any]:
         """One transaction; nested inside another it is a savepoint (peewee's atomic).
 
         On SQLite a top-level transaction begins IMMEDIATE (store.db.ImmediateSqliteDatabase),
-        because a handler reads before it writes while other threads of the node write too.
+        because a handler reads before it writes while other threads of the node write too. A
+        top-level transaction also writes the sent marks the relay could not write itself
+        (see `outbox_mark_sent`); they count as written only once it commits.
         """
-        return self._db.atomic()  # IMMEDIATE on SQLite: see store.db.ImmediateSqliteDatabase
+        db = self._db
+        if db.in_transaction():
+            with db.atomic() as tx:
+                yield tx
+            return
+        with db.atomic() as tx:
+            written = self._write_deferred()
+            yield tx
+        self._forget_deferred(written)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -202,7 +222,9 @@ class PeeweeJournal:
         return int(row[0])
 
     def outbox_pending(self, limit: int) -> list[OutboxEntry]:
-        """Unsent notices, oldest (lowest seq) first."""
+        """Unsent notices, oldest (lowest seq) first (relayed rows whose mark waits excluded)."""
+        with self._marks_lock:
+            skip = set(self._deferred)
         query = (
             Outbox.select(
                 Outbox.seq,
@@ -215,7 +237,7 @@ class PeeweeJournal:
             )
             .where(Outbox.sent_at.is_null())
             .order_by(Outbox.seq)
-            .limit(limit)
+            .limit(limit + len(skip))
             .tuples()
         )
         with translate_errors():
@@ -223,7 +245,8 @@ class PeeweeJournal:
         return [
             OutboxEntry(seq, msg_id, recipient, type_, unpack_body(body), created_at, corr)
             for seq, msg_id, recipient, type_, body, created_at, corr in rows
-        ]
+            if seq not in skip
+        ][:limit]
 
     def outbox_mark_sent(self, seqs: list[int], sent_at: float) -> None:
         """Mark relayed rows, in a transaction of its own unless one is open.
@@ -231,33 +254,97 @@ class PeeweeJournal:
         This commit alone does not wait for the disk (SQLite: synchronous=NORMAL for it;
         PostgreSQL: synchronous_commit off for it). The mark only saves work: if power fails
         before it reaches the disk, the rows are relayed again and the recipients' inboxes drop
-        the copies. Waiting for an fsync here held the write lock that the node's service
-        thread needs for its next group commit.
+        the copies.
+
+        On SQLite the relay never queues behind the service thread for the write lock: a busy
+        service holds it for one group commit after another, and a relay waiting its turn there
+        stopped relaying altogether (a CS's outbox grew by the whole load while the prefecture
+        sat idle). When the lock is taken, the marks are kept here — `outbox_pending` and
+        `outbox_depth` leave those rows out — and the service's next transaction writes them
+        (`atomic`). Only past `MAX_DEFERRED_MARKS` kept marks does the relay wait for the lock.
         """
         if not seqs:
             return
         db = self._db
-        own = not db.in_transaction()
-        sqlite = isinstance(
-            db.obj if isinstance(db, peewee.DatabaseProxy) else db, peewee.SqliteDatabase
-        )
+        if db.in_transaction():
+            with translate_errors():
+                self._update_sent(dict.fromkeys(seqs, sent_at))
+            return
+        if not is_sqlite(db):
+            with translate_errors(), db.atomic():
+                db.execute_sql("SET LOCAL synchronous_commit = off")
+                self._update_sent(dict.fromkeys(seqs, sent_at))
+            return
+        with self._marks_lock:
+            self._deferred.update(dict.fromkeys(seqs, sent_at))
+            waiting = len(self._deferred)
+        self._flush_deferred(wait=waiting > self.MAX_DEFERRED_MARKS)
+
+    def _flush_deferred(self, *, wait: bool) -> bool:
+        """Write the kept marks in a transaction of this thread; False when the write lock was
+        taken and `wait` is false (the marks stay for the next transaction)."""
+        db = self._db
+        conn = db.connection()
+        timeout = 0
         with translate_errors():
-            if own and sqlite:
-                db.execute_sql("PRAGMA synchronous = NORMAL")
+            db.execute_sql("PRAGMA synchronous = NORMAL")
+            if not wait:
+                timeout = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+                conn.execute("PRAGMA busy_timeout = 0")
             try:
                 with db.atomic():
-                    if own and not sqlite:
-                        db.execute_sql("SET LOCAL synchronous_commit = off")
-                    for chunk in _chunks(seqs, 500):
-                        Outbox.update(sent_at=sent_at).where(Outbox.seq.in_(chunk)).execute(db)
+                    written = self._write_deferred()
+            except peewee.OperationalError as exc:
+                if not wait and "locked" in str(exc):
+                    return False
+                raise
             finally:
-                if own and sqlite:
-                    db.execute_sql("PRAGMA synchronous = FULL")
+                if not wait:
+                    conn.execute(f"PRAGMA busy_timeout = {timeout}")
+                db.execute_sql("PRAGMA synchronous = FULL")
+        self._forget_deferred(written)
+        return True
+
+    def _write_deferred(self) -> dict[int, float]:
+        """Inside an open transaction: write the kept marks; returns what was written."""
+        with self._marks_lock:
+            if not self._deferred:
+                return {}
+            marks = dict(self._deferred)
+        self._update_sent(marks)
+        return marks
+
+    def _forget_deferred(self, written: dict[int, float]) -> None:
+        """After the transaction that wrote `written` committed."""
+        if not written:
+            return
+        with self._marks_lock:
+            deferred = self._deferred
+            for seq in written:
+                deferred.pop(seq, None)
+
+    def _update_sent(self, marks: dict[int, float]) -> None:
+        by_time: dict[float, list[int]] = {}
+        for seq, at in marks.items():
+            by_time.setdefault(at, []).append(seq)
+        db = self._db
+        for at, seqs in by_time.items():
+            for chunk in _chunks(sorted(seqs), 500):
+                Outbox.update(sent_at=at).where(Outbox.seq.in_(chunk)).execute(db)
 
     def outbox_depth(self) -> int:
-        """How many notices wait to be relayed (shown by ``juki ctl status``)."""
+        """How many notices wait to be relayed (shown by ``juki ctl status``).
+
+        Rows relayed whose mark is kept for the next transaction are not waiting. One statement,
+        so one snapshot: a kept mark written meanwhile is not subtracted twice.
+        """
+        with self._marks_lock:
+            kept = list(self._deferred)
+        query = Outbox.select().where(Outbox.sent_at.is_null())
+        if kept:
+            query = query.where(Outbox.seq.not_in(kept))
         with translate_errors():
-            return int(Outbox.select().where(Outbox.sent_at.is_null()).count(self._db))
+            return int(query.count(self._db))
 
     def outbox_purge_sent(self, before: float) -> int:
         """Delete relayed notices sent before `before`; they are only kept to debug a relay."""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, Protocol
 
 import peewee
@@ -238,3 +242,98 @@ def test_a_failed_statement_inside_a_savepoint_leaves_the_transaction_usable(
             journal.inbox_add("01KB0000000000000000000001", "cs", "t", 1.0)  # PostgreSQL aborts
         journal.inbox_add("01KB0000000000000000000002", "cs", "t", 1.0)
     assert journal.inbox_contains("01KB0000000000000000000002")
+
+
+# --- the relay's sent marks never queue behind the service's write lock (SQLite) -----------------
+
+
+@pytest.fixture
+def sqlite_journal(tmp_path: Path) -> Iterator[tuple[PeeweeJournal, Path]]:
+    """SQLite only: PostgreSQL writers do not share one write lock."""
+    path = tmp_path / "node.db"
+    db = open_database(f"sqlite:///{path}")
+    db.create_tables(JOURNAL_MODELS)
+    try:
+        yield PeeweeJournal(db), path
+    finally:
+        db.close()
+
+
+def _writer(path: Path) -> sqlite3.Connection:
+    """Another writer (the service thread, say), usable from any thread."""
+    return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+
+def _sent_at(path: Path) -> dict[int, float | None]:
+    """What is committed, through a connection of its own."""
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute('SELECT "seq", "sent_at" FROM "outbox"').fetchall())
+    finally:
+        conn.close()
+
+
+def test_marks_wait_for_the_next_transaction_when_the_write_lock_is_taken(
+    sqlite_journal: tuple[PeeweeJournal, Path],
+) -> None:
+    journal, path = sqlite_journal
+    db = journal.database
+    seqs = [journal.outbox_add(f"m{i}", "pref.04", "t", {"i": i}, float(i)) for i in range(5)]
+    timeout = db.execute_sql("PRAGMA busy_timeout").fetchone()[0]
+    service = _writer(path)
+    try:
+        service.execute("BEGIN IMMEDIATE")
+        journal.outbox_mark_sent([seqs[0], seqs[2]], 99.0)  # returns without the lock
+        service.execute("COMMIT")
+    finally:
+        service.close()
+    assert db.execute_sql("PRAGMA busy_timeout").fetchone()[0] == timeout
+    # not written yet, but no longer pending: neither relayed again nor counted as waiting
+    assert all(at is None for at in _sent_at(path).values())
+    assert [e.seq for e in journal.outbox_pending(10)] == [seqs[1], seqs[3], seqs[4]]
+    assert [e.seq for e in journal.outbox_pending(2)] == [seqs[1], seqs[3]]
+    assert journal.outbox_depth() == 3
+    # a transaction that rolls back does not count as having written them
+    with pytest.raises(Boom), journal.atomic():
+        raise Boom
+    assert all(at is None for at in _sent_at(path).values())
+    assert journal.outbox_depth() == 3
+    # the next transaction that commits writes them
+    with journal.atomic():
+        journal.inbox_add("x", "s", "t", 1.0)
+    committed = _sent_at(path)
+    assert {s for s, at in committed.items() if at is not None} == {seqs[0], seqs[2]}
+    assert committed[seqs[0]] == 99.0
+    assert journal.outbox_depth() == 3
+    assert [e.seq for e in journal.outbox_pending(10)] == [seqs[1], seqs[3], seqs[4]]
+
+
+def test_marks_are_written_at_once_when_the_lock_is_free_and_waited_for_past_the_cap(
+    sqlite_journal: tuple[PeeweeJournal, Path],
+) -> None:
+    journal, path = sqlite_journal
+    seqs = [journal.outbox_add(f"m{i}", "pref.04", "t", {}, 0.0) for i in range(4)]
+    journal.outbox_mark_sent([seqs[0]], 5.0)
+    assert _sent_at(path)[seqs[0]] == 5.0  # no transaction needed to get it written
+
+    journal.MAX_DEFERRED_MARKS = 1
+    service = _writer(path)
+    released = threading.Event()
+
+    def hold_then_release() -> None:
+        time.sleep(0.3)
+        released.set()
+        service.execute("COMMIT")
+
+    try:
+        service.execute("BEGIN IMMEDIATE")
+        holder = threading.Thread(target=hold_then_release)
+        holder.start()
+        journal.outbox_mark_sent([seqs[1], seqs[2]], 6.0)  # two kept > the cap of one: waits
+        assert released.is_set()
+        holder.join()
+    finally:
+        service.close()
+    committed = _sent_at(path)
+    assert (committed[seqs[1]], committed[seqs[2]], committed[seqs[3]]) == (6.0, 6.0, None)
+    assert journal.outbox_depth() == 1
