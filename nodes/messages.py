@@ -34,6 +34,7 @@ REQUEST = frozenset({Kind.REQUEST})
 NOTICE = frozenset({Kind.NOTICE})
 
 _SCALARS = (str, int, bool, float, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)
 
 
 class Fields(Spec):
@@ -63,6 +64,24 @@ class Fields(Spec):
             raise Refused(Reason.SCHEMA, f"{path}: expected map")
         if len(value) > self.max_items:
             raise Refused(Reason.SCHEMA, f"{path}: more than {self.max_items} items")
+        if self.strict and self.allowed.issuperset(value):
+            # the common case, kept flat (every update passes here at each tier, twice): the
+            # layout's keys are short strings, so only the values remain to be checked
+            for element in value.values():
+                t = type(element)
+                if t is str:
+                    if len(element) > 2000:
+                        break
+                elif t not in _SCALAR_TYPES:
+                    break
+            else:
+                if self.required and not self.required.issubset(value):
+                    self._check(value, path)
+                return
+        self._check(value, path)
+
+    def _check(self, value: dict[object, object], path: str) -> None:
+        """The checks one by one, naming the first thing wrong."""
         for key, element in value.items():
             if type(key) is not str or len(key) > 64:
                 raise Refused(Reason.SCHEMA, f"{path}: keys must be short strings")

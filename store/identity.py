@@ -315,13 +315,15 @@ def save_provided(
 # --- shared implementation ---------------------------------------------------------------------
 
 
-_UPSERT_SQL: dict[tuple[int, str], tuple[str, str, str, str]] = {}
+_UPSERT_SQL: dict[tuple[int, str], tuple[str, str, str]] = {}
 
 
-def _write_sql(codec: _Codec[Any], db: peewee.Database) -> tuple[str, str, str, str]:
-    """(upsert current, max history_no, insert history, delete by code) for this codec and
-    engine — raw SQL, because peewee's query building cost more than the writes themselves on
-    the CS's hot path (one upsert + one history row per applied update)."""
+def _write_sql(codec: _Codec[Any], db: peewee.Database) -> tuple[str, str, str]:
+    """(upsert current, append history, delete by code) for this codec and engine — raw SQL,
+    because peewee's query building cost more than the writes themselves on the CS's hot path
+    (one upsert + one history row per applied update). The history row takes the next
+    history_no in the same statement (a scalar subquery inside VALUES, so that PostgreSQL
+    still types the other values by their columns)."""
     key = (id(codec), type(db).__name__)
     hit = _UPSERT_SQL.get(key)
     if hit is not None:
@@ -335,8 +337,9 @@ def _write_sql(codec: _Codec[Any], db: peewee.Database) -> tuple[str, str, str, 
     sql = (
         f'INSERT INTO "{table}" ({cols}) VALUES ({marks}) '
         f'ON CONFLICT ("resident_code") DO UPDATE SET {updates}',
-        f'SELECT MAX("history_no") FROM "{history}" WHERE "resident_code" = {p}',
-        f'INSERT INTO "{history}" ({cols}, "history_no", "recorded_at") VALUES ({marks}, {p}, {p})',
+        f'INSERT INTO "{history}" ({cols}, "history_no", "recorded_at") VALUES ({marks}, '
+        f'(SELECT COALESCE(MAX("history_no"), 0) + 1 FROM "{history}" '
+        f'WHERE "resident_code" = {p}), {p}) RETURNING "history_no"',
         f'DELETE FROM "{table}" WHERE "resident_code" = {p}',
     )
     _UPSERT_SQL[key] = sql
@@ -345,7 +348,7 @@ def _write_sql(codec: _Codec[Any], db: peewee.Database) -> tuple[str, str, str, 
 
 def _save(codec: _Codec[R], record: R, with_history: bool, recorded_at: datetime) -> int | None:
     db = current_database()
-    upsert, _max, _insert, delete = _write_sql(codec, db)
+    upsert, _append, delete = _write_sql(codec, db)
     params = codec.to_params(record)
     replaced = (
         record.old_resident_code
@@ -370,12 +373,10 @@ def _append_history_params(
     params: tuple[Any, ...],
     recorded_at: datetime,
 ) -> int:
-    _upsert, max_sql, insert_sql, _delete = _write_sql(codec, db)
-    last = db.execute_sql(max_sql, (code,)).fetchone()
-    history_no = int((last[0] if last else 0) or 0) + 1
+    _upsert, append_sql, _delete = _write_sql(codec, db)
     micros = (recorded_at - EPOCH) // timedelta(microseconds=1)
-    db.execute_sql(insert_sql, (*params, history_no, micros))
-    return history_no
+    row = db.execute_sql(append_sql, (*params, code, micros)).fetchone()
+    return int(row[0])
 
 
 def append_history(codec: _Codec[Any], record: Any, recorded_at: datetime) -> int:

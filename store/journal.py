@@ -222,31 +222,28 @@ class PeeweeJournal:
         return int(row[0])
 
     def outbox_pending(self, limit: int) -> list[OutboxEntry]:
-        """Unsent notices, oldest (lowest seq) first (relayed rows whose mark waits excluded)."""
+        """Unsent notices, oldest (lowest seq) first (relayed rows whose mark waits excluded).
+
+        Raw SQL: the relay asks this for every batch it sends, and peewee's row wrapping cost
+        more than the read.
+        """
         with self._marks_lock:
-            skip = set(self._deferred)
-        query = (
-            Outbox.select(
-                Outbox.seq,
-                Outbox.msg_id,
-                Outbox.recipient,
-                Outbox.type,
-                Outbox.body,
-                Outbox.created_at,
-                Outbox.correlation_id,
-            )
-            .where(Outbox.sent_at.is_null())
-            .order_by(Outbox.seq)
-            .limit(limit + len(skip))
-            .tuples()
-        )
+            skip = list(self._deferred)
+        db = self._db
+        p = db.param
+        where = '"sent_at" IS NULL'
+        if skip:
+            where += f' AND "seq" NOT IN ({", ".join([p] * len(skip))})'
         with translate_errors():
-            rows = list(query.execute(self._db))
+            rows = db.execute_sql(
+                'SELECT "seq", "msg_id", "recipient", "type", "body", "created_at", '
+                f'"correlation_id" FROM "outbox" WHERE {where} ORDER BY "seq" LIMIT {int(limit)}',
+                skip,
+            ).fetchall()
         return [
             OutboxEntry(seq, msg_id, recipient, type_, unpack_body(body), created_at, corr)
             for seq, msg_id, recipient, type_, body, created_at, corr in rows
-            if seq not in skip
-        ][:limit]
+        ]
 
     def outbox_mark_sent(self, seqs: list[int], sent_at: float) -> None:
         """Mark relayed rows, in a transaction of its own unless one is open.

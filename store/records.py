@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from functools import partial
 from types import MappingProxyType
 from typing import Any, TypeVar, get_type_hints
 
@@ -474,16 +475,83 @@ def _decode(kind: Any, value: Any) -> Any:
 
 
 def _to_dict(obj: Any) -> dict[str, Any]:
-    return {f.name: _encode(getattr(obj, f.name)) for f in fields(obj)}
+    return _dict_codec(type(obj)).to_dict(obj)
 
 
 def _from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
-    hints = _hints(cls)
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = set(data) - known
-    if unknown:
+    codec = _dict_codec(cls)
+    if not codec.names.issuperset(data):
+        unknown = set(data) - codec.names
         raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-    return cls(**{name: _decode(_hint_kind(hints[name]), v) for name, v in data.items()})
+    decoders = codec.decoders
+    return cls(
+        **{
+            name: v if v is None or (f := decoders[name]) is None else f(v)
+            for name, v in data.items()
+        }
+    )
+
+
+_PLAIN = frozenset((str, int, bool, float, type(None)))
+
+
+def _encode_plain(value: Any) -> Any:
+    # a field of a plain type holds a plain value; anything else goes the general way
+    return value if type(value) in _PLAIN else _encode(value)
+
+
+def _encode_enum(value: Any) -> Any:
+    return value.value if isinstance(value, StrEnum) else _encode(value)
+
+
+def _encode_date(value: Any) -> Any:
+    return value.isoformat() if type(value) is date else _encode(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _DictCodec:
+    """A record class's dict conversions, resolved once from its type hints.
+
+    Every applied update converts a record to and from plain dicts a few times on its way
+    through the tiers; resolving each field's type per call cost more than the conversion.
+    """
+
+    names: frozenset[str]
+    to_dict: Any  # Callable[[record], dict[str, Any]]
+    decoders: dict[str, Any]  # field → decode function, None for values taken as they are
+
+
+_DICT_CODECS: dict[type, _DictCodec] = {}
+
+
+def _dict_codec(cls: type) -> _DictCodec:
+    codec = _DICT_CODECS.get(cls)
+    if codec is not None:
+        return codec
+    hints = _hints(cls)
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    encoders: list[Any] = []
+    decoders: dict[str, Any] = {}
+    for name in names:
+        kind = _hint_kind(hints[name])
+        enum = isinstance(kind, type) and issubclass(kind, StrEnum)
+        if kind is date:
+            encoders.append(_encode_date)
+        elif enum:
+            encoders.append(_encode_enum)
+        elif kind in _PLAIN:
+            encoders.append(_encode_plain)
+        else:
+            encoders.append(_encode)
+        converts = enum or kind is datetime or kind is date
+        decoders[name] = partial(_decode, kind) if converts else None
+    pairs = tuple(zip(names, encoders, strict=True))
+
+    def to_dict(obj: Any) -> dict[str, Any]:
+        return {name: enc(getattr(obj, name)) for name, enc in pairs}
+
+    codec = _DICT_CODECS[cls] = _DictCodec(frozenset(names), to_dict, decoders)
+    return codec
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
