@@ -338,6 +338,21 @@ class AmqpConnection:
         self._woken = False
         self._pump(lambda: self._woken, timeout)
 
+    def wake_threadsafe(self) -> None:
+        """From any thread: make a `wait` on this connection return now (the one method of
+        this class that other threads may call; pika queues the callback for the I/O loop)."""
+        conn = self._conn
+        if conn is None:
+            return
+
+        def woken() -> None:
+            self._woken = True
+
+        try:
+            conn.add_callback_threadsafe(woken)
+        except Exception:  # closed meanwhile: nobody is waiting on it
+            log.debug("%s: wake on a closed connection", self.name)
+
     def poll(self) -> None:
         """Handle whatever I/O is ready (heartbeats, confirms) without blocking."""
         self._pump(None, 0.0)

@@ -9,8 +9,8 @@ takes the deliveries already prefetched (up to `batch_size`), handles each insid
 savepoint of ONE journal transaction, commits once, publishes whatever the batch produced
 (dead letters and retries with confirms, replies) and acks the whole batch with one
 `multiple=True` ack. A failing handler rolls back only its own savepoint. Throughput then scales
-with the batch, not the fsync rate, which is what makes the propagation goal (≥ 2,000 durable
-updates/s through three hops) reachable; latency grows by at most one batch's handling time.
+with the batch, not the fsync rate (bench/propagation.py measures it); latency grows by at most
+one batch's handling time.
 
 Exactly-once. The inbox row, the business change and onward outbox rows commit together. A crash
 before the commit leaves the deliveries unacked: RabbitMQ redelivers them and they are handled
@@ -31,6 +31,15 @@ checks on its type, its own savepoint and inbox row, its own refusal record and 
 later bundle after a crash) is skipped as a duplicate. The bundle's own id enters the inbox once
 all its items are done.
 
+Onward requests. A request whose handler asks another node (`ctx.call`: a national query relayed
+through the prefecture, 住民票コード candidates, card state from 機構) is marked with `onward` and
+runs on a worker thread, not on the loop: an upstream that is slow or down (a call waits up to
+its deadline) must not stop this node applying notices or answering its own queries meanwhile.
+The worker has its own store connection and transaction; it commits before each call and opens
+a new transaction after it, so the store's write lock is never held across a call. Its reply is
+handed back to the loop, which publishes it. Such a request is acked with its batch at once:
+requests are at-most-once anyway (a crash loses the reply and the caller times out).
+
 Poison. A handler exception on a notice rolls back its savepoint; the original bytes are
 re-published to the node's own queue with `x-juki-attempts` incremented (confirmed before the
 original is acked), and after `max_attempts` handler failures the message is dead-lettered with
@@ -40,13 +49,15 @@ reason `poison` and the exception text.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from broker.amqp import AmqpConnection, Backoff, Delivery
 from broker.bundle import is_bundle, open_items
@@ -113,6 +124,8 @@ class ServiceConfig:
     """Validity of notices relayed from the outbox."""
     reply_ttl: float = 60.0
     """Validity of a reply; generous, the caller matches it to a pending call anyway."""
+    onward_workers: int = 4
+    """Worker threads for `onward` requests (those that call other nodes)."""
 
     @classmethod
     def from_appliance(cls, broker: Any, policy: Any, **overrides: Any) -> ServiceConfig:
@@ -135,12 +148,14 @@ class ServiceConfig:
 class Context:
     """What a handler may do besides computing its result: know the time, send, call."""
 
-    __slots__ = ("_service", "message", "node_id")
+    __slots__ = ("_service", "_tx", "_worker", "message", "node_id")
 
-    def __init__(self, service: Service, message: Message) -> None:
+    def __init__(self, service: Service, message: Message, *, worker: bool = False) -> None:
         self._service = service
         self.node_id = service.node_id
         self.message = message
+        self._worker = worker
+        self._tx: AbstractContextManager[Any] | None = None
 
     def now(self) -> float:
         return self._service.clock()
@@ -162,9 +177,50 @@ class Context:
     def call(
         self, recipient: str, type: str, body: dict[str, Any], timeout: float | None = None
     ) -> dict[str, Any]:
-        """An onward RPC through the service's own RpcClient; raises RpcTimeout / RemoteError."""
-        data: dict[str, Any] = self._service.rpc().call(recipient, type, body, timeout)
+        """An onward RPC through the service's RpcClient for this thread; raises RpcTimeout /
+        RemoteError. On a worker (`onward` handlers) what was written so far commits first and a
+        new transaction opens after the call, so no store lock is held while waiting."""
+        if not self._worker:
+            data: dict[str, Any] = self._service.rpc().call(recipient, type, body, timeout)
+            return data
+        self._end(None)
+        try:
+            data = self._service.rpc().call(recipient, type, body, timeout)
+        finally:
+            self._begin()
         return data
+
+    def _begin(self) -> None:
+        journal = self._service.journal
+        if journal is not None and self._tx is None:
+            tx = journal.atomic()
+            tx.__enter__()
+            self._tx = tx
+
+    def _end(self, exc: BaseException | None) -> None:
+        """Commit (exc None) or roll back the worker's open transaction."""
+        tx, self._tx = self._tx, None
+        if tx is None:
+            return
+        if exc is None:
+            tx.__exit__(None, None, None)
+            self._service.committed()
+            return
+        try:
+            tx.__exit__(type(exc), exc, exc.__traceback__)
+        except BaseException as raised:  # a generator-based atomic re-raises what it was given
+            if raised is not exc:
+                raise
+
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+def onward(handler: H) -> H:
+    """Mark a request handler that calls other nodes: the service runs it on a worker thread
+    (see "Onward requests" above) so that waiting for the upstream blocks nothing else."""
+    handler.juki_onward = True  # type: ignore[attr-defined]
+    return handler
 
 
 class _InboxGuard:
@@ -234,7 +290,14 @@ class Service:
         self._rpc_factory = rpc_factory
         self._on_commit = on_commit
         self._sent_in_batch = 0
-        self._rpc: Any = None
+        self._rpc_local = threading.local()  # one RpcClient per thread (loop and workers)
+        self._rpc_clients: list[Any] = []
+        self._rpc_lock = threading.Lock()
+        self._workers: ThreadPoolExecutor | None = None
+        # (reply_to, wire, request id, type) finished by workers, published by the loop
+        self._finished: queue.SimpleQueue[tuple[str | None, bytes | None, str, str]] = (
+            queue.SimpleQueue()
+        )
         self._memory = MemoryReplayGuard(skew_seconds=config.skew_seconds, clock=clock)
         guard = (
             CombinedReplayGuard(self._memory, _InboxGuard(journal))
@@ -289,9 +352,14 @@ class Service:
                     stop.wait(next(delays))
         finally:
             self._connected = False
+            if self._workers is not None:
+                # calls in flight end by their own deadlines; their replies are not sent
+                self._workers.shutdown(wait=False, cancel_futures=True)
             self._conn.close()
-            if self._rpc is not None:
-                self._rpc.close()
+            with self._rpc_lock:
+                clients, self._rpc_clients = self._rpc_clients, []
+            for client in clients:
+                client.close()
 
     def health(self) -> dict[str, Any]:
         """A snapshot for the control plane (`juki ctl health`)."""
@@ -311,6 +379,7 @@ class Service:
             "bundles": self._counts["bundles"],
             "retried": self._counts["retried"],
             "batches": self._counts["batches"],
+            "onward": self._counts["onward"],
             "disconnects": self._counts["disconnects"],
             "prefetched": len(self._pending),
             "outbox_depth": depth,
@@ -320,14 +389,16 @@ class Service:
         }
 
     def rpc(self) -> Any:
-        """The service's own RpcClient (its own connection), created on first use."""
-        if self._rpc is None:
+        """This thread's RpcClient (its own connection: pika connections are per thread),
+        created on first use."""
+        client = getattr(self._rpc_local, "client", None)
+        if client is None:
             if self._rpc_factory is not None:
-                self._rpc = self._rpc_factory()
+                client = self._rpc_factory()
             else:
                 from broker.rpc import RpcClient
 
-                self._rpc = RpcClient(
+                client = RpcClient(
                     self.node_id,
                     self.identity,
                     self.trust,
@@ -338,8 +409,17 @@ class Service:
                     default_timeout=self.config.rpc_timeout,
                     skew_seconds=self.config.skew_seconds,
                     clock=self.clock,
+                    name=f"juki-rpc-{self.node_id}-{threading.current_thread().name}",
                 )
-        return self._rpc
+            self._rpc_local.client = client
+            with self._rpc_lock:
+                self._rpc_clients.append(client)
+        return client
+
+    def committed(self) -> None:
+        """A transaction outside the loop's batches committed (a worker's): wake the relay."""
+        if self._on_commit is not None:
+            self._on_commit()
 
     def send(
         self, recipient: str, type: str, body: dict[str, Any], correlation_id: str | None
@@ -368,7 +448,10 @@ class Service:
 
     def _loop(self, stop: threading.Event) -> None:
         conn = self._conn
+        finished = self._finished
         while not stop.is_set():
+            if not finished.empty():
+                self._publish_finished()
             if not self._pending:
                 conn.wait(0.2)
                 continue
@@ -453,7 +536,10 @@ class Service:
             if self._handle_notice(d, msg, handler, now, out) == _RETRY:
                 self._retry(d, out)
         elif header.kind is Kind.REQUEST:
-            self._handle_request(d, msg, handler, out)
+            if getattr(handler, "juki_onward", False):
+                self._offload(d, msg, handler)
+            else:
+                self._handle_request(d, msg, handler, out)
         else:
             self._refuse(d, header, Reason.MALFORMED, "reply delivered to a node queue", now, out)
 
@@ -556,26 +642,31 @@ class Service:
                     refusal = exc  # answer the refusal, but keep what the handler recorded
             if refusal is not None:
                 raise refusal
-            body: dict[str, Any] = {"ok": True, "data": {} if data is None else data}
-        except HandlerError as exc:
-            body = {"ok": False, "code": exc.code, "message": exc.message, "title": exc.title}
+            body = _ok(data)
         except Exception as exc:
-            log.warning("%s: handler for %s raised %s", self.node_id, header.type, type(exc))
-            self._last_error = f"{header.type} handler: {type(exc).__name__}"
-            body = {
-                "ok": False,
-                "code": "internal",
-                "message": f"{type(exc).__name__} in {header.type} handler",
-                "title": "相手先の内部エラー",
-            }
+            body = self._error_body(header, exc)
         self._processed[header.type] += 1
-        if not d.reply_to:
-            return
+        if d.reply_to:
+            out.replies.append((d.reply_to, self._seal_reply(msg, body), header.msg_id))
+
+    def _error_body(self, header: Header, exc: Exception) -> dict[str, Any]:
+        if isinstance(exc, HandlerError):
+            return {"ok": False, "code": exc.code, "message": exc.message, "title": exc.title}
+        log.warning("%s: handler for %s raised %s", self.node_id, header.type, type(exc))
+        self._last_error = f"{header.type} handler: {type(exc).__name__}"
+        return {
+            "ok": False,
+            "code": "internal",
+            "message": f"{type(exc).__name__} in {header.type} handler",
+            "title": "相手先の内部エラー",
+        }
+
+    def _seal_reply(self, msg: Message, body: dict[str, Any]) -> bytes:
         rh = reply_header(msg, ttl_seconds=self.config.reply_ttl, clock=self.clock)
         try:
-            wire = self._sealer.seal(rh, body)
+            return self._sealer.seal(rh, body)
         except Refused as exc:  # our handler returned data its own schema does not allow
-            wire = self._sealer.seal(
+            return self._sealer.seal(
                 rh,
                 {
                     "ok": False,
@@ -584,7 +675,57 @@ class Service:
                     "title": "応答形式エラー",
                 },
             )
-        out.replies.append((d.reply_to, wire, header.msg_id))
+
+    # -- onward requests (worker threads) -----------------------------------------------------
+
+    def _offload(self, d: Delivery, msg: Message, handler: Handler) -> None:
+        self._memory.remember(msg.header.msg_id, msg.header.deadline)
+        if self._workers is None:
+            self._workers = ThreadPoolExecutor(
+                max(1, self.config.onward_workers), thread_name_prefix=f"{self.node_id}-onward"
+            )
+        self._counts["onward"] += 1
+        self._workers.submit(self._run_onward, msg, handler, d.reply_to)
+
+    def _run_onward(self, msg: Message, handler: Handler, reply_to: str | None) -> None:
+        """On a worker: the handler in its own transaction(s), then its reply to the loop."""
+        header = msg.header
+        ctx = Context(self, msg, worker=True)
+        try:
+            ctx._begin()
+            try:
+                data = handler(msg, ctx)
+            except HandlerError as exc:
+                ctx._end(None if exc.commit else exc)
+                raise
+            except BaseException as exc:
+                ctx._end(exc)
+                raise
+            ctx._end(None)
+            body = _ok(data)
+        except Exception as exc:
+            body = self._error_body(header, exc)
+        try:
+            wire = self._seal_reply(msg, body) if reply_to else None
+        except Exception as exc:  # never lose the worker: the caller times out instead
+            log.error("%s: reply to %s not sealed: %r", self.node_id, header.msg_id, exc)
+            wire = None
+        self._finished.put((reply_to, wire, header.msg_id, header.type))
+        self._conn.wake_threadsafe()
+
+    def _publish_finished(self) -> None:
+        conn = self._conn
+        with conn.corked():
+            while True:
+                try:
+                    reply_to, wire, cid, type_ = self._finished.get_nowait()
+                except queue.Empty:
+                    break
+                self._processed[type_] += 1
+                if reply_to and wire is not None:
+                    conn.publish(
+                        reply_to, wire, exchange="", correlation_id=cid, confirm=False, wait=False
+                    )
 
     def _refuse(
         self,
@@ -626,6 +767,10 @@ class Service:
             headers[ITEM_HEADER] = header.msg_id
             headers[ITEM_TYPE_HEADER] = header.type
         out.dead.append((d.body, headers))
+
+
+def _ok(data: dict[str, Any] | None) -> dict[str, Any]:
+    return {"ok": True, "data": {} if data is None else data}
 
 
 def _attempts(headers: Mapping[str, Any]) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 
 from broker.envelope import Message
 from broker.errors import RemoteError, RpcTimeout
-from broker.service import Context, HandlerError
+from broker.service import Context, HandlerError, onward
 from nodes.env import NodeEnv
 from nodes.privacy import masked
 from store import identity
@@ -344,7 +344,7 @@ def card_handlers(env: NodeEnv, operator: Callable[..., Any]) -> dict[str, Any]:
     return {
         "cs.registry.destination": on_destination,
         "cs.cardmgmt.destination_ack": on_destination_ack,
-        "cs.op.card.event": operator("cs.op.card.event", op_card_event),
-        "cs.op.card.issue": operator("cs.op.card.issue", op_card_issue),
-        "cs.op.card.check": operator("cs.op.card.check", op_card_check),
+        "cs.op.card.event": onward(operator("cs.op.card.event", op_card_event)),
+        "cs.op.card.issue": onward(operator("cs.op.card.issue", op_card_issue)),
+        "cs.op.card.check": onward(operator("cs.op.card.check", op_card_check)),
     }

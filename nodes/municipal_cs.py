@@ -18,7 +18,7 @@ from typing import Any
 
 from broker.envelope import Message
 from broker.errors import RemoteError, RpcTimeout
-from broker.service import Context, HandlerError
+from broker.service import Context, HandlerError, onward
 from nodes.cs_sessions import authorize, session_handlers
 from nodes.env import NodeEnv, RolePart
 from nodes.privacy import mask_number, masked
@@ -450,8 +450,8 @@ def build(env: NodeEnv) -> RolePart:
         "cs.op.lookup": operator("cs.op.lookup", op_lookup),
         "cs.op.number.reveal": operator("cs.op.number.reveal", op_reveal_number),
         "cs.op.output": operator("cs.op.output", op_output),
-        "cs.op.national_query": operator("cs.op.national_query", op_national_query),
-        "cs.op.code_candidates": operator("cs.op.code_candidates", op_code_candidates),
+        "cs.op.national_query": onward(operator("cs.op.national_query", op_national_query)),
+        "cs.op.code_candidates": onward(operator("cs.op.code_candidates", op_code_candidates)),
         "cs.op.code_change": operator("cs.op.code_change", op_code_change),
         "cs.op.pending_moveouts": operator("cs.op.pending_moveouts", op_pending),
         "cs.op.tokurei_movein": operator("cs.op.tokurei_movein", op_tokurei_movein),

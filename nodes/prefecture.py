@@ -11,7 +11,7 @@ from typing import Any
 
 from broker.envelope import Message
 from broker.errors import RemoteError, RpcTimeout
-from broker.service import Context, HandlerError
+from broker.service import Context, HandlerError, onward
 from nodes import tiers
 from nodes.env import NodeEnv, RolePart
 from store.auditlog import record_provision
@@ -74,7 +74,7 @@ def build(env: NodeEnv) -> RolePart:
     return RolePart(
         handlers={
             "pref.cs.identity_update": on_update,
-            "pref.cs.query": on_query,
+            "pref.cs.query": onward(on_query),
             "pref.cs.digest": on_digest,
             "pref.cs.records": on_records,
         }

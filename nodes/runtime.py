@@ -196,6 +196,10 @@ class NodeRuntime:
             "refusals": svc.get("refused", {}),
             "duplicates": svc.get("duplicates", 0),
             "retried": svc.get("retried", 0),
+            # group commit at work: notices applied per transaction and per bundle received
+            "batches": svc.get("batches", 0),
+            "bundles": svc.get("bundles", 0),
+            "onward": svc.get("onward", 0),  # requests handed to workers (they call upstream)
             "last_error": svc.get("last_error"),
         }
 
