@@ -135,6 +135,13 @@ class OutboxRelay:
                     log.warning("%s outbox: %s", self.node_id, exc)
                     self._conn.close()
                     stop.wait(next(delays))
+                except Exception as exc:
+                    # The journal failed (store locked too long, disk error): the rows are still
+                    # there, so back off and try again; a relay thread that died here would
+                    # leave the node running with its onward notices silently stuck.
+                    self.last_error = f"journal: {type(exc).__name__}: {exc}"
+                    log.exception("%s outbox: journal failed; retrying", self.node_id)
+                    stop.wait(next(delays))
         finally:
             self._conn.close()
 

@@ -64,9 +64,9 @@ class Fields(Spec):
             raise Refused(Reason.SCHEMA, f"{path}: expected map")
         if len(value) > self.max_items:
             raise Refused(Reason.SCHEMA, f"{path}: more than {self.max_items} items")
-        if self.strict and self.allowed.issuperset(value):
-            # the common case, kept flat (every update passes here at each tier, twice): the
-            # layout's keys are short strings, so only the values remain to be checked
+        if self.allowed.issuperset(value):
+            # the common case, kept flat (every update passes here at each tier, twice): keys of
+            # the layout are short strings, so only the values remain to be checked
             for element in value.values():
                 t = type(element)
                 if t is str:

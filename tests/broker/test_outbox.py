@@ -221,3 +221,36 @@ def test_service_send_then_relay_reaches_the_next_hop(
         stop.set()
         thread.join(5)
     assert sorted(n for n, _, _ in peer_node) == [i * 10 + 1 for i in range(100)]
+
+
+class _FlakyJournal(MemoryJournal):
+    """A journal whose store fails a few times (locked too long, a disk error), then recovers."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def outbox_pending(self, limit: int) -> list[Any]:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("database is locked")
+        return super().outbox_pending(limit)
+
+
+def test_relay_survives_a_failing_journal_and_relays_once_it_recovers(
+    world: World, topology: Topology, peer_node: list[tuple[int, str, float]]
+) -> None:
+    journal = _FlakyJournal(failures=3)
+    for i in range(5):
+        journal.outbox_add(new_message_id(), "peer", "test.relay", {"n": i, "text": "t"}, 0.0)
+    relay = _relay(world, topology, journal, url=AMQP_URL)
+    stop, thread = start_thread(relay.run)
+    try:
+        eventually(lambda: len(peer_node) == 5)
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(5)
+    assert journal.failures == 0
+    assert "database is locked" in (relay.health()["last_error"] or "")
+    assert [n for n, _, _ in peer_node] == list(range(5))
