@@ -102,7 +102,7 @@ def build(env: NodeEnv) -> RolePart:
             operator_id=msg.header.sender,
             terminal_id=msg.header.sender,
         )
-        identity.save_record(record, recorded_at=env.now())
+        identity.save_record(record, recorded_at=env.now(), previous=current)
         provided = provided_from(record)
         ctx.send(pref, "pref.cs.identity_update", {"provided": provided_to_dict(provided)})
         record_provision(

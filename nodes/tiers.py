@@ -53,7 +53,9 @@ def apply_provided(
     if not repair and (is_duplicate(existing, incoming) or _in_history(tier, incoming)):
         return None
     if repair or supersedes(existing, incoming):
-        identity.save_provided(tier, incoming, recorded_at=env.now())  # type: ignore[arg-type]
+        identity.save_provided(  # type: ignore[arg-type]
+            tier, incoming, recorded_at=env.now(), previous=existing
+        )
         return incoming, True
     keep_as_history(tier, incoming, env.now())
     log.info("%s: stale version of %s kept as history only", env.node_id, incoming.resident_code)

@@ -260,7 +260,11 @@ def history(code: str) -> list[tuple[int, IdentityRecord]]:
 
 
 def save_record(
-    record: IdentityRecord, *, history: bool = True, recorded_at: datetime | None = None
+    record: IdentityRecord,
+    *,
+    history: bool = True,
+    recorded_at: datetime | None = None,
+    previous: IdentityRecord | None = None,
 ) -> int | None:
     """Upsert the current row and append a history snapshot, in one transaction.
 
@@ -271,11 +275,14 @@ def save_record(
     Args:
         history: also append a snapshot (the population loader and tests may skip it).
         recorded_at: when the version was recorded; defaults to the record's タイムスタンプ.
+        previous: the current row as the caller read it in this transaction. Only the items
+            that differ from it are then written: a 転居 rewrites the address, not the name
+            and birth-date indexes a whole-row upsert would rewrite too.
 
     Returns:
         The new history number, or None when no snapshot was written.
     """
-    return _save(_cs(), record, history, recorded_at or record.timestamp)
+    return _save(_cs(), record, history, recorded_at or record.timestamp, previous)
 
 
 # --- prefecture / national: the provided copies (ProvidedIdentity) ------------------------------
@@ -303,13 +310,15 @@ def save_provided(
     *,
     history: bool = True,
     recorded_at: datetime | None = None,
+    previous: ProvidedIdentity | None = None,
 ) -> int | None:
-    """Upsert the tier's copy and append a history snapshot; see `save_record`.
+    """Upsert the tier's copy and append a history snapshot; see `save_record` (`previous`
+    too).
 
     Ordering (更新順番号) is the caller's rule: the prefecture applies notices in order and this
     function stores whatever it is given.
     """
-    return _save(_tier(tier), provided, history, recorded_at or datetime.now(UTC))
+    return _save(_tier(tier), provided, history, recorded_at or datetime.now(UTC), previous)
 
 
 # --- shared implementation ---------------------------------------------------------------------
@@ -346,7 +355,28 @@ def _write_sql(codec: _Codec[Any], db: peewee.Database) -> tuple[str, str, str]:
     return sql
 
 
-def _save(codec: _Codec[R], record: R, with_history: bool, recorded_at: datetime) -> int | None:
+_UPDATE_SQL: dict[tuple[int, str, tuple[int, ...]], str] = {}
+
+
+def _update_sql(codec: _Codec[Any], db: peewee.Database, columns: tuple[int, ...]) -> str:
+    """UPDATE of just these columns (indexes into codec.names) of one current row."""
+    key = (id(codec), type(db).__name__, columns)
+    sql = _UPDATE_SQL.get(key)
+    if sql is None:
+        p = db.param
+        sets = ", ".join(f'"{codec.names[i]}" = {p}' for i in columns)
+        table = codec.model._meta.table_name
+        sql = _UPDATE_SQL[key] = f'UPDATE "{table}" SET {sets} WHERE "resident_code" = {p}'
+    return sql
+
+
+def _save(
+    codec: _Codec[R],
+    record: R,
+    with_history: bool,
+    recorded_at: datetime,
+    previous: R | None = None,
+) -> int | None:
     db = current_database()
     upsert, _append, delete = _write_sql(codec, db)
     params = codec.to_params(record)
@@ -360,7 +390,18 @@ def _save(codec: _Codec[R], record: R, with_history: bool, recorded_at: datetime
     with translate_errors(), _transaction(db):
         if replaced is not None:
             db.execute_sql(delete, (replaced,))
-        db.execute_sql(upsert, params)
+            db.execute_sql(upsert, params)
+        elif previous is not None and previous.resident_code == record.resident_code:
+            old = codec.to_params(previous)
+            changed = tuple(i for i, (a, b) in enumerate(zip(old, params, strict=True)) if a != b)
+            if changed:
+                sql = _update_sql(codec, db, changed)
+                values = [params[i] for i in changed]
+                values.append(record.resident_code)
+                if db.execute_sql(sql, values).rowcount != 1:
+                    db.execute_sql(upsert, params)  # the row was not there after all
+        else:
+            db.execute_sql(upsert, params)
         if not with_history:
             return None
         return _append_history_params(codec, db, record.resident_code, params, recorded_at)

@@ -349,3 +349,47 @@ def test_sqlite_bulk_load_gives_its_page_cache_back(
         assert db.execute_sql("PRAGMA cache_size").fetchone()[0] == -65_536
     finally:
         db.close()
+
+
+def _changed(record: IdentityRecord, n: int) -> IdentityRecord:
+    """The record after a 転居 and a correction: a few items differ, most do not."""
+    return dataclasses.replace(
+        record,
+        address=f"宮城県仙台市若林区荒町{n}番1号",
+        address_set_on=date(2026, 11, n % 28 + 1),
+        sequence=record.sequence + n,
+        name_kanji=record.name_kanji if n % 2 else "改名\u3000花子",
+        individual_number=None if n % 3 == 0 else record.individual_number,
+        timestamp=datetime(2026, 11, 20, 9, n % 60, tzinfo=UTC),
+    )
+
+
+def test_saving_against_the_previous_row_writes_the_same_as_a_whole_row(
+    db: peewee.Database, make_identity: MakeIdentity
+) -> None:
+    # the CS passes the row it read; only the differing columns are written
+    for n in range(1, 7):
+        before = full_identity(make_identity)
+        identity.save_record(before)
+        after = _changed(before, n)
+        assert identity.save_record(after, previous=before) == 2
+        assert identity.get_by_resident_code(before.resident_code) == after
+        assert [r for _, r in identity.history(before.resident_code)] == [before, after]
+    # the tiers the same way
+    person = full_identity(make_identity)
+    old, new = provided_from(person), provided_from(_changed(person, 5))
+    identity.save_provided("national", old)
+    identity.save_provided("national", new, previous=old)
+    assert identity.get_provided("national", person.resident_code) == new
+
+
+def test_a_previous_row_that_is_not_there_falls_back_to_the_whole_row(
+    db: peewee.Database, make_identity: MakeIdentity
+) -> None:
+    ghost = full_identity(make_identity)  # "read" by the caller, but never stored
+    after = _changed(ghost, 4)
+    identity.save_record(after, previous=ghost)
+    assert identity.get_by_resident_code(ghost.resident_code) == after
+    # and an unchanged record writes nothing to the current row but still its history snapshot
+    assert identity.save_record(after, previous=after) == 2
+    assert identity.get_by_resident_code(ghost.resident_code) == after
