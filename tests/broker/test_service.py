@@ -176,7 +176,9 @@ def test_poison_notice_is_dead_lettered_after_max_attempts(
     assert "cannot apply boom" in dead.headers["x-juki-detail"]
     assert dead.headers["x-juki-node"] == "svc"
     assert dead.headers["x-juki-attempts"] == 2  # the third failure dead-letters it
-    assert handlers.calls.count("boom") == 3
+    # each of the 3 attempts runs the handler twice: in the pass without savepoints (rolled
+    # back when it fails) and in the careful pass that records the failure
+    assert handlers.calls.count("boom") == 2 * 3
     assert journal.effects == [] and journal.inbox_ids() == []
     assert service.health()["refused"] == {"poison": 1}
     assert [r.reason for r in journal.refusals] == ["poison"]
@@ -192,7 +194,7 @@ def test_business_refusal_of_a_notice_is_recorded_and_dead_lettered_once(
     client.notify("svc", "demo.notice", {"seq": 1, "text": "refuse"})
     [dead] = _dead(admin, topology)
     assert dead.headers["x-juki-reason"] == "business_rule"
-    assert handlers.calls == ["refuse"]
+    assert handlers.calls == ["refuse", "refuse"]  # rolled-back pass, then the careful one
     assert journal.refusals[0].detail == "notice breaks a rule"
 
 
@@ -375,3 +377,45 @@ def test_send_on_a_route_the_table_forbids_fails_the_handler_not_the_relay(
     assert dead.headers["x-juki-reason"] == "poison"
     assert "route does not allow" in dead.headers["x-juki-detail"]
     assert journal.outbox_depth() == 0
+
+
+def test_a_notice_failing_inside_a_batch_undoes_only_its_own_writes(
+    world: World, topology: Topology, admin: AmqpConnection
+) -> None:
+    # Twenty notices wait in the queue, so the node takes them as one batch. The batch first runs
+    # without a savepoint per notice; the one that writes and then fails makes that pass roll
+    # back, and the batch runs again with savepoints: its write is undone, the others kept once.
+    journal = MemoryJournal()
+
+    def notice(msg: Message, ctx: Context) -> None:
+        journal.effects.append(msg.body["seq"])
+        if msg.body["text"] == "half":
+            raise HandlerError("business_rule", "wrote, then found a rule broken")
+
+    service = Service(
+        "svc",
+        world.identities["svc"],
+        world.trust,
+        world.routes,
+        world.schemas,
+        {"demo.notice": notice},
+        journal,
+        topology=topology,
+        config=ServiceConfig(url=AMQP_URL, prefetch=64, batch_size=64),
+    )
+    admin.declare_topology(topology, ["svc"])
+    for i in range(20):
+        text = "half" if i == 7 else "fine"
+        admin.publish(
+            "svc",
+            world.seal("cli", "svc", "demo.notice", {"seq": i, "text": text}),
+            persistent=True,
+        )
+    with running(service):
+        eventually(lambda: len(journal.effects) == 19)
+        health = service.health()
+    assert journal.effects == [i for i in range(20) if i != 7]
+    assert health["refused"] == {"business_rule": 1}
+    assert health["careful_batches"] >= 1
+    assert health["processed"] == {"demo.notice": 19}
+    assert len(journal.inbox_ids()) == 19
