@@ -322,12 +322,21 @@ def _row_hash_of(row: UsageLogRow) -> bytes:
 # Appending
 
 
+_LIMITS: dict[type[BaseModel], dict[str, int]] = {}
+
+
 def _check_lengths(model: type[BaseModel], columns: dict[str, Any]) -> None:
     # PostgreSQL refuses an over-long VARCHAR and SQLite silently keeps it; refuse on both.
+    limits = _LIMITS.get(model)
+    if limits is None:
+        limits = _LIMITS[model] = {
+            name: field.max_length
+            for name, field in model._meta.fields.items()
+            if getattr(field, "max_length", None) is not None
+        }
     for name, value in columns.items():
-        field = model._meta.fields[name]
-        limit = getattr(field, "max_length", None)
-        if isinstance(value, str) and limit is not None and len(value) > limit:
+        limit = limits.get(name)
+        if limit is not None and isinstance(value, str) and len(value) > limit:
             raise AuditLogError(f"{name} is longer than {limit} characters")
 
 
@@ -559,6 +568,22 @@ def _verify() -> VerifyResult:
 # Provision records
 
 
+_PROVISION_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def _provision_sql(db: Any, names: tuple[str, ...]) -> str:
+    key = (db.param, names)
+    sql = _PROVISION_SQL.get(key)
+    if sql is None:
+        p = db.param
+        sql = _PROVISION_SQL[key] = (
+            f'INSERT INTO "{ProvisionLogRow._meta.table_name}" ('
+            + ", ".join(f'"{n}"' for n in names)
+            + f') VALUES ({", ".join([p] * len(names))}) RETURNING "id"'
+        )
+    return sql
+
+
 def record_provision(
     *,
     at: datetime,
@@ -606,17 +631,10 @@ def record_provision(
     # raw SQL: every applied update is also a provision to the prefecture (30条の6), so this runs
     # once per update on the CS's hot path, where peewee's query building outweighed the insert
     db = ProvisionLogRow._meta.database
-    p = db.param
-    names = list(columns)
-    params = [columns[n] for n in names]
+    params = list(columns.values())
     params[0] = micros_from_datetime(at_utc)
     with translate_errors():
-        row = db.execute_sql(
-            f'INSERT INTO "{ProvisionLogRow._meta.table_name}" ('
-            + ", ".join(f'"{n}"' for n in names)
-            + f') VALUES ({", ".join([p] * len(names))}) RETURNING "id"',
-            params,
-        ).fetchone()
+        row = db.execute_sql(_provision_sql(db, tuple(columns)), params).fetchone()
     return ProvisionEntry(id=int(row[0]), **columns)
 
 
