@@ -56,6 +56,14 @@ class Journal(Protocol):
 
     def inbox_add(self, msg_id: str, sender: str, type: str, received_at: float) -> None: ...
 
+    def inbox_seen(self, msg_ids: list[str]) -> set[str]:
+        """Which of `msg_ids` are in the inbox (one question for a whole bundle)."""
+        ...
+
+    def inbox_add_many(self, rows: list[tuple[str, str, str, float]]) -> None:
+        """inbox_add for each (msg_id, sender, type, received_at), in one statement."""
+        ...
+
     def outbox_add(
         self,
         msg_id: str,
@@ -145,6 +153,15 @@ class MemoryJournal:
             if msg_id in self._state.inbox:
                 raise KeyError(f"inbox already holds {msg_id}")
             self._state.inbox[msg_id] = (sender, type, received_at)
+
+    def inbox_seen(self, msg_ids: list[str]) -> set[str]:
+        with self._lock:
+            return {m for m in msg_ids if m in self._state.inbox}
+
+    def inbox_add_many(self, rows: list[tuple[str, str, str, float]]) -> None:
+        with self._lock:
+            for msg_id, sender, type, received_at in rows:
+                self.inbox_add(msg_id, sender, type, received_at)
 
     def inbox_ids(self) -> list[str]:
         with self._lock:

@@ -312,7 +312,6 @@ class Service:
             if journal is not None
             else self._memory
         )
-        self._seen = guard.seen
         self._opener = Opener(
             identity, trust, routes, schemas, guard, skew_seconds=config.skew_seconds, clock=clock
         )
@@ -583,15 +582,26 @@ class Service:
         """Each item as a notice of its own (broker/bundle.py); the bundle's id is taken into
         the inbox only when no item waits for a retry, so the re-published copy still opens."""
         self._counts["bundles"] += 1
-        seen = self._seen
+        items = list(open_items(bundle, self.routes.allows, self.schemas.validate_body))
+        journal = self.journal
+        in_memory = self._memory.seen
+        # one inbox question for the whole bundle, and (without savepoints) one insert
+        applied = (
+            journal.inbox_seen([i.header.msg_id for i in items if not in_memory(i.header.msg_id)])
+            if journal is not None
+            else set()
+        )
+        rows: list[tuple[str, str, str, float]] | None = None if self._careful else []
         retry = False
-        for item in open_items(bundle, self.routes.allows, self.schemas.validate_body):
+        for item in items:
             header = item.header
-            if seen(header.msg_id):
+            msg_id = header.msg_id
+            if msg_id in applied or in_memory(msg_id):
                 # Relayed again inside a later bundle (the sender crashed before its confirm),
-                # or done in an earlier attempt of this bundle.
+                # done in an earlier attempt of this bundle, or twice in this one.
                 self._counts["duplicates"] += 1
                 continue
+            applied.add(msg_id)
             if item.message is None:
                 refusal = item.refusal
                 assert refusal is not None
@@ -604,7 +614,10 @@ class Service:
                 self._refuse(d, header, reason, detail, now, out, item=True)
                 out.remember.append((header.msg_id, header.deadline))
                 continue
-            if self._handle_notice(d, item.message, handler, now, out, item=True) == _RETRY:
+            if (
+                self._handle_notice(d, item.message, handler, now, out, item=True, inbox=rows)
+                == _RETRY
+            ):
                 retry = True
             else:  # applied or refused: a retry of this bundle for another item skips it
                 out.remember.append((header.msg_id, header.deadline))
@@ -612,8 +625,15 @@ class Service:
             self._retry(d, out)
             return
         header = bundle.header
-        if self.journal is not None:
-            self.journal.inbox_add(header.msg_id, header.sender, header.type, now)
+        if journal is not None:
+            if rows is None:
+                journal.inbox_add(header.msg_id, header.sender, header.type, now)
+            else:
+                rows.append((header.msg_id, header.sender, header.type, now))
+                try:
+                    journal.inbox_add_many(rows)
+                except Exception as exc:  # a copy raced in: sort it out item by item
+                    raise _Abort from exc
         out.remember.append((header.msg_id, header.deadline))
 
     def _handle_notice(
@@ -625,13 +645,17 @@ class Service:
         out: _Batch,
         *,
         item: bool = False,
+        inbox: list[tuple[str, str, str, float]] | None = None,
     ) -> int:
         """Applies one notice in its own savepoint; returns _DONE, or _RETRY when the handler
-        failed and attempts remain (the caller re-publishes the delivery once)."""
+        failed and attempts remain (the caller re-publishes the delivery once). `inbox`: in a
+        pass without savepoints, where the caller collects inbox rows to insert at once."""
         header = msg.header
         try:
             with self._savepoint() if self._careful else nullcontext():
-                if self.journal is not None:
+                if inbox is not None:
+                    inbox.append((header.msg_id, header.sender, header.type, now))
+                elif self.journal is not None:
                     self.journal.inbox_add(header.msg_id, header.sender, header.type, now)
                 handler(msg, Context(self, msg))
         except HandlerError as exc:

@@ -197,6 +197,36 @@ class PeeweeJournal:
                 (msg_id, sender, type, received_at),
             )
 
+    def inbox_seen(self, msg_ids: list[str]) -> set[str]:
+        """Which of `msg_ids` are in the inbox: one query per bundle instead of one per item."""
+        if not msg_ids:
+            return set()
+        db = self._db
+        found: set[str] = set()
+        with translate_errors():
+            for start in range(0, len(msg_ids), 500):
+                chunk = msg_ids[start : start + 500]
+                marks = ", ".join([db.param] * len(chunk))
+                rows = db.execute_sql(
+                    f'SELECT "msg_id" FROM "inbox" WHERE "msg_id" IN ({marks})', chunk
+                ).fetchall()
+                found.update(r[0] for r in rows)
+        return found
+
+    def inbox_add_many(self, rows: list[tuple[str, str, str, float]]) -> None:
+        """inbox_add for many rows in one statement (a bundle's items, applied without
+        savepoints). Raises DuplicateKey like inbox_add; the caller rolls back."""
+        if not rows:
+            return
+        db = self._db
+        p = db.param
+        with translate_errors():
+            db.cursor().executemany(
+                f'INSERT INTO "inbox" ("msg_id", "sender", "type", "received_at") '
+                f"VALUES ({p}, {p}, {p}, {p})",
+                rows,
+            )
+
     def outbox_add(
         self,
         msg_id: str,

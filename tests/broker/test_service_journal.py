@@ -74,3 +74,12 @@ def test_a_second_inbox_row_for_one_id_is_an_error(journal: Any) -> None:
     with pytest.raises(Exception), journal.atomic():  # noqa: B017 - each seam raises its own
         journal.inbox_add("A", "cli", "demo.notice", 2.0)
     assert journal.inbox_contains("A")
+
+
+def test_a_bundle_asks_and_records_its_items_at_once(journal: Any) -> None:
+    with journal.atomic():
+        journal.inbox_add_many([("A", "cli", "demo.notice", 1.0), ("B", "cli", "demo.notice", 1.0)])
+    assert journal.inbox_seen(["A", "B", "C"]) == {"A", "B"}
+    with pytest.raises(Exception), journal.atomic():  # noqa: B017 - each seam raises its own
+        journal.inbox_add_many([("C", "cli", "demo.notice", 2.0), ("A", "cli", "demo.notice", 2.0)])
+    assert journal.inbox_seen(["A", "B", "C"]) == {"A", "B"}

@@ -26,6 +26,8 @@ class JournalContract(Protocol):
     def savepoint(self) -> AbstractContextManager[Any]: ...
     def inbox_contains(self, msg_id: str) -> bool: ...
     def inbox_add(self, msg_id: str, sender: str, type: str, received_at: float) -> None: ...
+    def inbox_seen(self, msg_ids: list[str]) -> set[str]: ...
+    def inbox_add_many(self, rows: list[tuple[str, str, str, float]]) -> None: ...
     def outbox_add(
         self,
         msg_id: str,
@@ -337,3 +339,15 @@ def test_marks_are_written_at_once_when_the_lock_is_free_and_waited_for_past_the
     committed = _sent_at(path)
     assert (committed[seqs[1]], committed[seqs[2]], committed[seqs[3]]) == (6.0, 6.0, None)
     assert journal.outbox_depth() == 1
+
+
+def test_inbox_questions_and_inserts_for_a_whole_bundle(journal: PeeweeJournal) -> None:
+    ids = [f"m{i:04d}" for i in range(1203)]  # more than one statement takes
+    journal.inbox_add_many([(m, "cs.041009", "pref.cs.identity_update", 1.0) for m in ids[::2]])
+    assert journal.inbox_seen(ids) == set(ids[::2])
+    assert journal.inbox_seen([]) == set()
+    assert journal.inbox_contains("m0000") and not journal.inbox_contains("m0001")
+    # a copy among the rows refuses them all; the caller's transaction then holds none of them
+    with pytest.raises(DuplicateKey), journal.atomic():
+        journal.inbox_add_many([("m0001", "s", "t", 2.0), ("m0002", "s", "t", 2.0)])
+    assert journal.inbox_seen(["m0001", "m0003"]) == set()
