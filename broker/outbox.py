@@ -52,6 +52,9 @@ class OutboxRelay:
         batch: rows read, published and confirmed together.
         bundle_items: most rows for one recipient sealed into one `bundle` (1: never bundle).
         bundle_bytes: a bundle's largest wire; a bigger one is split in halves.
+        idle_poll: how often an idle relay looks for rows nobody woke it for (written by
+            another process, e.g. `juki consistency run --repair`); the node's own commits
+            wake it at once. Every idle node polls, so this is a quarter second, not less.
     """
 
     def __init__(
@@ -67,7 +70,7 @@ class OutboxRelay:
         batch: int = 256,
         bundle_items: int = 128,
         bundle_bytes: int = 1 << 20,
-        idle_poll: float = 0.05,
+        idle_poll: float = 0.25,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
