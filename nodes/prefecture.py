@@ -36,7 +36,13 @@ def build(env: NodeEnv) -> RolePart:
             return
         applied, _current = result  # a stale version travels on too: national keeps it as history
         repair = bool(msg.body.get("repair"))
-        ctx.send(env.national, "national.pref.identity_update", tiers.forward_body(applied, repair))
+        # the provided record as it came: apply_provided parsed and checked it, and what the
+        # prefecture keeps is exactly that record (no second conversion back to a dict)
+        ctx.send(
+            env.national,
+            "national.pref.identity_update",
+            tiers.forward_body(msg.body["provided"], repair),
+        )
         record_provision(
             at=env.now(),
             operator_id=env.node_id,

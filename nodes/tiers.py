@@ -21,7 +21,7 @@ from store.auditlog import record_provision
 from store.db import StoreUnavailable, current_database
 from store.digest import DigestTree, build_tree, provided_view
 from store.ordering import is_duplicate, keep_as_history, supersedes
-from store.records import ProvidedIdentity, provided_from_dict, provided_to_dict
+from store.records import ProvidedIdentity, provided_from_dict
 from store.validation import validate_search
 
 log = logging.getLogger(__name__)
@@ -240,8 +240,8 @@ def records_for(tier: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"records": provided_view(tier, body["municipality"], body["codes"])}
 
 
-def forward_body(provided: ProvidedIdentity, repair: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {"provided": provided_to_dict(provided)}
+def forward_body(provided: dict[str, Any], repair: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"provided": provided}
     if repair:
         body["repair"] = True
     return body
