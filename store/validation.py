@@ -99,6 +99,15 @@ def _checked(predicate: Callable[[str], bool], what: str) -> Decoder:
     return decode
 
 
+_FORBIDDEN_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ud800-\uf8ff\U000f0000-\U000ffffd\U00100000-\U0010fffd]"
+)
+"""Unicode categories Cc (controls), Cs (surrogates) and Co (private use), which the standard
+fixes once and for all; one regex search instead of a category lookup per character (every text
+item of every update passes here). tests/store/test_validation.py checks it against
+unicodedata over all code points."""
+
+
 def _text(max_len: int) -> Decoder:
     """Free text: non-empty, no surrounding spaces, no control or format characters."""
 
@@ -109,7 +118,7 @@ def _text(max_len: int) -> Decoder:
             raise _FormatError("leading or trailing spaces")
         if len(value) > max_len:
             raise _FormatError(f"longer than {max_len} characters")
-        if any(unicodedata.category(ch) in ("Cc", "Cs", "Co") for ch in value):
+        if _FORBIDDEN_CHARS.search(value):
             raise _FormatError("control or private-use characters")
         return value
 

@@ -776,3 +776,18 @@ def test_prop_applied_record_is_complete_and_consistent(current: IdentityRecord)
     assert set(IDENTITY_FIELDS) == {f for f in IDENTITY_FIELDS if hasattr(current, f)}
     assert current.name_kana_seion == to_seion(current.name_kana)
     assert current.gaiji_flag == (current.name_gaiji_count > 0)
+
+
+def test_the_forbidden_characters_are_exactly_the_control_surrogate_and_private_use_ones() -> None:
+    import sys
+    import unicodedata
+
+    from store.validation import _FORBIDDEN_CHARS
+
+    wrong = [
+        hex(cp)
+        for cp in range(sys.maxunicode + 1)
+        if bool(_FORBIDDEN_CHARS.search(chr(cp)))
+        != (unicodedata.category(chr(cp)) in ("Cc", "Cs", "Co"))
+    ]
+    assert wrong == []
