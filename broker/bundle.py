@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from broker.envelope import Header, Kind, Message
 from broker.errors import Reason, Refused
 from broker.ids import is_message_id
@@ -51,6 +53,32 @@ class Item:
 
 def is_bundle(header: Header) -> bool:
     return header.kind is Kind.NOTICE and header.type == BUNDLE
+
+
+_ARRAY_HEADER = msgpack.Packer().pack_array_header
+
+
+def packed_body(entry: OutboxEntry) -> bytes:
+    """The entry's body as msgpack: the journal's stored bytes when it has them."""
+    packed = getattr(entry, "packed", None)
+    return packed if packed is not None else msgpack.packb(entry.body)
+
+
+def pack_wire(entries: list[OutboxEntry]) -> bytes:
+    """msgpack.packb(pack(entries)), byte for byte, with each stored body spliced in as it is
+    (a map's keys keep their order, so the layout is fixed: items → [id, type, cid, body])."""
+    packb = msgpack.packb
+    parts = [b"\x81\xa5items", _ARRAY_HEADER(len(entries))]
+    for e in entries:
+        parts.append(b"\x84\xa2id")
+        parts.append(packb(e.msg_id))
+        parts.append(b"\xa4type")
+        parts.append(packb(e.type))
+        parts.append(b"\xa3cid")
+        parts.append(packb(e.correlation_id))
+        parts.append(b"\xa4body")
+        parts.append(packed_body(e))
+    return b"".join(parts)
 
 
 def pack(entries: Iterable[OutboxEntry]) -> dict[str, Any]:

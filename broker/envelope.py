@@ -428,6 +428,10 @@ class Sealer:
             ValueError: the header is not ours or not well formed (a programming error).
             KeyStoreError: the recipient is not in the trust file.
         """
+        return self.seal_plaintext(header, msgpack.packb(body))
+
+    def seal_plaintext(self, header: Header, plaintext: bytes) -> bytes:
+        """`seal` of a body already encoded as msgpack (the outbox keeps bodies that way)."""
         if header.sender != self._node_id:
             raise ValueError(f"header sender {header.sender!r} is not {self._node_id!r}")
         if header.version != VERSION:
@@ -438,7 +442,7 @@ class Sealer:
         peer = self._peers.get(header.recipient)
         if peer is None:
             raise KeyStoreError(f"recipient {header.recipient!r} is not in the trust file")
-        ciphertext = peer[1].encrypt(msgpack.packb(body))
+        ciphertext = peer[1].encrypt(plaintext)
         header_bytes = encode_header(header)
         signature = self._sign(SIGN_CONTEXT + header_bytes + ciphertext)
         # msgpack [1, header_bytes, signature, ciphertext], written directly (golden-tested).

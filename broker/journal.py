@@ -28,6 +28,9 @@ class OutboxEntry:
     body: dict[str, Any]
     created_at: float
     correlation_id: str | None = None
+    packed: bytes | None = None
+    """The body's msgpack bytes as stored, when the journal has them: the relay splices them
+    into its bundle instead of decoding and encoding every row again."""
 
 
 @dataclass(frozen=True, slots=True)

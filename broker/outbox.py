@@ -194,7 +194,7 @@ class OutboxRelay:
                 deadline,
                 first.correlation_id,
             )
-            body = first.body
+            plaintext = bundle.packed_body(first)
         else:
             header = Header(
                 1,
@@ -206,9 +206,9 @@ class OutboxRelay:
                 now_ms,
                 deadline,
             )
-            body = bundle.pack(group)
+            plaintext = bundle.pack_wire(group)
         try:
-            wire = self._sealer.seal(header, body)
+            wire = self._sealer.seal_plaintext(header, plaintext)
         except (ValueError, TypeError, KeyStoreError) as exc:
             if len(group) > 1:  # find the row at fault; the others go on
                 for e in group:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -84,17 +83,51 @@ JOURNAL_MODELS: tuple[type[BaseModel], ...] = (Inbox, Outbox, Refusal)
 """Every node role has these tables (store/schema.py adds them to each role)."""
 
 
-@dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    """One onward notice waiting to be relayed (the protocol's ``OutboxEntry``)."""
+    """One onward notice waiting to be relayed (the protocol's ``OutboxEntry``).
 
-    seq: int
-    msg_id: str
-    recipient: str
-    type: str
-    body: dict[str, Any]
-    created_at: float
-    correlation_id: str | None
+    `packed` is the body as stored; `body` decodes it on first use. The relay seals `packed`
+    as it is (spliced into its bundle), so most rows are never decoded at all.
+    """
+
+    __slots__ = (
+        "_body",
+        "correlation_id",
+        "created_at",
+        "msg_id",
+        "packed",
+        "recipient",
+        "seq",
+        "type",
+    )
+
+    def __init__(
+        self,
+        seq: int,
+        msg_id: str,
+        recipient: str,
+        type: str,
+        packed: bytes,
+        created_at: float,
+        correlation_id: str | None,
+    ) -> None:
+        self.seq = seq
+        self.msg_id = msg_id
+        self.recipient = recipient
+        self.type = type
+        self.packed = packed
+        self.created_at = created_at
+        self.correlation_id = correlation_id
+        self._body: dict[str, Any] | None = None
+
+    @property
+    def body(self) -> dict[str, Any]:
+        if self._body is None:
+            self._body = unpack_body(self.packed)
+        return self._body
+
+    def __repr__(self) -> str:
+        return f"OutboxEntry(seq={self.seq}, msg_id={self.msg_id!r}, type={self.type!r})"
 
 
 def pack_body(body: dict[str, Any]) -> bytes:
@@ -271,7 +304,7 @@ class PeeweeJournal:
                 skip,
             ).fetchall()
         return [
-            OutboxEntry(seq, msg_id, recipient, type_, unpack_body(body), created_at, corr)
+            OutboxEntry(seq, msg_id, recipient, type_, bytes(body), created_at, corr)
             for seq, msg_id, recipient, type_, body, created_at, corr in rows
         ]
 
