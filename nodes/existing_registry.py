@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
@@ -58,12 +60,36 @@ class Registry:
         self.env = env
         self.cs = env.cs_of(env.municipality)
         self.muni = env.municipality
+        # per thread, for the length of one simulate() transaction: 更新順番号 reserved in one
+        # step and the people already read by the sampling (see `batch`)
+        self._batch = threading.local()
+
+    @contextmanager
+    def batch(self, count: int, people: list[register.RegisterEntry]) -> Iterator[None]:
+        """Inside the caller's transaction: reserve `count` 更新順番号 at once and use the
+        entries just sampled instead of reading each person again. An entry serves once; a
+        person met a second time in the batch is read afresh (an earlier event changed them)."""
+        first = register.next_sequence(count)
+        self._batch.reserved = list(range(first + count - 1, first - 1, -1))
+        self._batch.known = {p.resident_code: p for p in people}
+        try:
+            yield
+        finally:
+            self._batch.reserved = []
+            self._batch.known = {}
+
+    def _next_sequence(self) -> int:
+        reserved = getattr(self._batch, "reserved", None)
+        return reserved.pop() if reserved else register.next_sequence()
 
     def _send_update(self, send: Any, update: dict[str, Any]) -> None:
         send(self.cs, "cs.registry.identity_update", {"update": update})
 
     def _person(self, code: str, status: str = "current") -> register.RegisterEntry:
-        entry = register.get(code)
+        known = getattr(self._batch, "known", None)
+        entry = known.pop(code, None) if known else None
+        if entry is None:
+            entry = register.get(code)
         if entry is None or entry.status != status:
             raise LookupError(f"no {status} resident {code} in registry {self.muni}")
         return entry
@@ -73,7 +99,7 @@ class Registry:
     def birth(self, send: Any, on: date, rng: random.Random, parent_code: str | None = None) -> str:
         parent = register.get(parent_code) if parent_code else None
         code = register.take_code()
-        seq = register.next_sequence()
+        seq = self._next_sequence()
         person, update = ev.birth(code, self.muni, on, seq, rng, parent.record if parent else None)
         register.put(code, person, "current", parent.household if parent else f"H{code}")
         self._send_update(send, update)
@@ -81,14 +107,14 @@ class Registry:
 
     def remove(self, send: Any, code: str, reason: ChangeReason, on: date) -> str:
         entry = self._person(code)
-        seq = register.next_sequence()
+        seq = self._next_sequence()
         register.put(code, entry.record, "removed", entry.household)
         self._send_update(send, ev.removal(entry.record, reason, on, seq))
         return code
 
     def move_within(self, send: Any, code: str, on: date, rng: random.Random) -> str:
         entry = self._person(code)
-        person, update = ev.move_within(entry.record, on, register.next_sequence(), rng)
+        person, update = ev.move_within(entry.record, on, self._next_sequence(), rng)
         register.put(code, person, "current", entry.household)
         self._send_update(send, update)
         return code
@@ -96,7 +122,7 @@ class Registry:
     def move_out(self, send: Any, code: str, to_municipality: str, on: date) -> dict[str, Any]:
         """転出: the removal, and the 転出証明書情報 pushed ahead to the destination (CS-3)."""
         entry = self._person(code)
-        seq = register.next_sequence()
+        seq = self._next_sequence()
         register.put(code, entry.record, "removed", entry.household)
         self._send_update(send, ev.removal(entry.record, ChangeReason.MOVE_OUT, on, seq))
         certificate = {k: v for k, v in entry.record.items() if v is not None}
@@ -130,7 +156,7 @@ class Registry:
             self.muni,
             from_municipality,
             on,
-            register.next_sequence(),
+            self._next_sequence(),
             rng,
             new_address,
         )
@@ -140,7 +166,7 @@ class Registry:
 
     def correction(self, send: Any, code: str, on: date) -> str:
         entry = self._person(code)
-        person, update = ev.correction(entry.record, on, register.next_sequence())
+        person, update = ev.correction(entry.record, on, self._next_sequence())
         register.put(code, person, "current", entry.household)
         self._send_update(send, update)
         return code
@@ -152,7 +178,7 @@ class Registry:
         send(
             self.cs,
             "cs.registry.number_request",
-            {"resident_code": code, "request_number": f"N{self.muni}-{register.next_sequence()}"},
+            {"resident_code": code, "request_number": f"N{self.muni}-{self._next_sequence()}"},
         )
         return code
 
@@ -160,7 +186,7 @@ class Registry:
         """個人番号指定, then the 送付先情報 for 機構's 個人番号通知書 (CS-7) — after the update, on
         the same outbox and queue, so the CS holds the number before it checks the 送付先."""
         entry = self._person(code)
-        seq = register.next_sequence()
+        seq = self._next_sequence()
         person, update = ev.number_assignment(entry.record, number, on, seq)
         register.put(code, person, "current", entry.household)
         self._send_update(send, update)
@@ -177,7 +203,7 @@ class Registry:
 
     def change_code(self, send: Any, old: str, new: str, on: date) -> str:
         entry = self._person(old)
-        person, update = ev.code_change(entry.record, new, on, register.next_sequence())
+        person, update = ev.code_change(entry.record, new, on, self._next_sequence())
         register.rekey(old, new)
         register.put(new, person, "current", entry.household)
         self._send_update(send, update)
@@ -302,32 +328,33 @@ def build(env: NodeEnv) -> RolePart:
         on = env.today()
         with env.atomic():
             candidates = register.sample_current(rng, max(1, count))
-            for i in range(count):
-                kind = rng.choices(kinds, weights)[0]
-                person = candidates[i % len(candidates)] if candidates else None
-                try:
-                    if kind == "birth" or person is None:
-                        reg.birth(env.send, on, rng, person.resident_code if person else None)
-                        kind = "birth"
-                    elif kind == "death":
-                        reg.remove(env.send, person.resident_code, ChangeReason.DEATH, on)
-                    elif kind == "move_within":
-                        reg.move_within(env.send, person.resident_code, on, rng)
-                    elif kind == "move_out":
-                        target = rng.choice(others)
-                        cert = reg.move_out(env.send, person.resident_code, target, on)
-                        moves.append({"to": target, "from": env.municipality, "record": cert})
-                    elif kind == "correction":
-                        reg.correction(env.send, person.resident_code, on)
-                    elif kind == "number_request":
-                        if person.record.get("individual_number"):
+            with reg.batch(count, candidates):
+                for i in range(count):
+                    kind = rng.choices(kinds, weights)[0]
+                    person = candidates[i % len(candidates)] if candidates else None
+                    try:
+                        if kind == "birth" or person is None:
+                            reg.birth(env.send, on, rng, person.resident_code if person else None)
+                            kind = "birth"
+                        elif kind == "death":
+                            reg.remove(env.send, person.resident_code, ChangeReason.DEATH, on)
+                        elif kind == "move_within":
+                            reg.move_within(env.send, person.resident_code, on, rng)
+                        elif kind == "move_out":
+                            target = rng.choice(others)
+                            cert = reg.move_out(env.send, person.resident_code, target, on)
+                            moves.append({"to": target, "from": env.municipality, "record": cert})
+                        elif kind == "correction":
                             reg.correction(env.send, person.resident_code, on)
-                            kind = "correction"
-                        else:
-                            reg.number_request(env.send, person.resident_code)
-                except LookupError:
-                    kind = "skipped"  # the sampled person changed earlier in this batch
-                done[kind] += 1
+                        elif kind == "number_request":
+                            if person.record.get("individual_number"):
+                                reg.correction(env.send, person.resident_code, on)
+                                kind = "correction"
+                            else:
+                                reg.number_request(env.send, person.resident_code)
+                    except LookupError:
+                        kind = "skipped"  # the sampled person changed earlier in this batch
+                    done[kind] += 1
         env.wake()
         return {"done": dict(done), "moves": moves}
 
