@@ -68,7 +68,7 @@ class OutboxRelay:
         url: str = "amqp://guest:guest@127.0.0.1:5672/%2F",
         notice_ttl: float = 30 * 24 * 3600.0,
         batch: int = 256,
-        bundle_items: int = 128,
+        bundle_items: int = 256,
         bundle_bytes: int = 1 << 20,
         idle_poll: float = 0.25,
         backoff: Backoff | None = None,
