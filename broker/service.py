@@ -82,7 +82,7 @@ DETAIL_HEADER = "x-juki-detail"
 NODE_HEADER = "x-juki-node"
 ITEM_HEADER = "x-juki-item"
 ITEM_TYPE_HEADER = "x-juki-item-type"
-_DONE, _RETRY = 0, 1
+_DONE, _RETRY, _REFUSED = 0, 1, 2
 _DETAIL_MAX = 1000
 
 
@@ -127,6 +127,9 @@ class ServiceConfig:
     """Validity of notices relayed from the outbox."""
     reply_ttl: float = 60.0
     """Validity of a reply; generous, the caller matches it to a pending call anyway."""
+    replay_capacity: int = 500_000
+    """Most message ids the in-memory replay guard holds (requests, and refusals not to repeat;
+    applied notices are in the journal's inbox instead)."""
     onward_workers: int = 4
     """Worker threads for `onward` requests (those that call other nodes)."""
 
@@ -306,7 +309,9 @@ class Service:
         self._finished: queue.SimpleQueue[tuple[str | None, bytes | None, str, str]] = (
             queue.SimpleQueue()
         )
-        self._memory = MemoryReplayGuard(skew_seconds=config.skew_seconds, clock=clock)
+        self._memory = MemoryReplayGuard(
+            skew_seconds=config.skew_seconds, capacity=config.replay_capacity, clock=clock
+        )
         guard = (
             CombinedReplayGuard(self._memory, _InboxGuard(journal))
             if journal is not None
@@ -614,12 +619,10 @@ class Service:
                 self._refuse(d, header, reason, detail, now, out, item=True)
                 out.remember.append((header.msg_id, header.deadline))
                 continue
-            if (
-                self._handle_notice(d, item.message, handler, now, out, item=True, inbox=rows)
-                == _RETRY
-            ):
+            outcome = self._handle_notice(d, item.message, handler, now, out, item=True, inbox=rows)
+            if outcome == _RETRY:
                 retry = True
-            else:  # applied or refused: a retry of this bundle for another item skips it
+            elif outcome == _REFUSED:  # not in the inbox: a retry of this bundle must skip it
                 out.remember.append((header.msg_id, header.deadline))
         if retry:
             self._retry(d, out)
@@ -634,7 +637,8 @@ class Service:
                     journal.inbox_add_many(rows)
                 except Exception as exc:  # a copy raced in: sort it out item by item
                     raise _Abort from exc
-        out.remember.append((header.msg_id, header.deadline))
+        else:
+            out.remember.append((header.msg_id, header.deadline))
 
     def _handle_notice(
         self,
@@ -647,8 +651,9 @@ class Service:
         item: bool = False,
         inbox: list[tuple[str, str, str, float]] | None = None,
     ) -> int:
-        """Applies one notice in its own savepoint; returns _DONE, or _RETRY when the handler
-        failed and attempts remain (the caller re-publishes the delivery once). `inbox`: in a
+        """Applies one notice in its own savepoint; returns _DONE (applied), _REFUSED (recorded
+        and dead-lettered), or _RETRY when the handler failed and attempts remain (the caller
+        re-publishes the delivery once). `inbox`: in a
         pass without savepoints, where the caller collects inbox rows to insert at once."""
         header = msg.header
         try:
@@ -662,7 +667,7 @@ class Service:
             if not self._careful:
                 raise _Abort from exc
             self._refuse(d, header, exc.code, exc.message, now, out, item=item)
-            return _DONE
+            return _REFUSED
         except Exception as exc:
             if not self._careful:
                 raise _Abort from exc
@@ -678,9 +683,13 @@ class Service:
             if attempts >= self.config.max_attempts:
                 detail = f"after {attempts} attempts: {type(exc).__name__}: {exc}"
                 self._refuse(d, header, Reason.POISON, detail, now, out, item=item)
-                return _DONE
+                return _REFUSED
             return _RETRY
-        out.remember.append((header.msg_id, header.deadline))
+        if self.journal is None:
+            # With a journal the inbox row is the record (and survives restarts); remembering
+            # every applied notice too would fill the memory guard with month-long deadlines and
+            # push out the request ids that only it protects.
+            out.remember.append((header.msg_id, header.deadline))
         self._processed[header.type] += 1
         return _DONE
 

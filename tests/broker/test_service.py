@@ -10,7 +10,7 @@ import msgpack
 import pytest
 
 from broker.amqp import AmqpConnection
-from broker.envelope import Message
+from broker.envelope import Kind, Message
 from broker.errors import RemoteError, Unroutable
 from broker.journal import MemoryJournal
 from broker.rpc import RpcClient
@@ -419,3 +419,43 @@ def test_a_notice_failing_inside_a_batch_undoes_only_its_own_writes(
     assert health["careful_batches"] >= 1
     assert health["processed"] == {"demo.notice": 19}
     assert len(journal.inbox_ids()) == 19
+
+
+def test_a_stream_of_notices_does_not_push_a_request_out_of_the_replay_guard(
+    world: World, topology: Topology, admin: AmqpConnection
+) -> None:
+    # Applied notices are in the inbox; remembering them in memory as well (with month-long
+    # deadlines) filled the guard and evicted first the short-lived request ids only it holds,
+    # so a replayed request ran again.
+    journal = MemoryJournal()
+    lookups: list[str] = []
+
+    def lookup(msg: Message, ctx: Context) -> dict[str, Any]:
+        lookups.append(msg.body["key"])
+        return {"value": msg.body["key"]}
+
+    def notice(msg: Message, ctx: Context) -> None:
+        journal.effects.append(msg.body["seq"])
+
+    service = Service(
+        "svc",
+        world.identities["svc"],
+        world.trust,
+        world.routes,
+        world.schemas,
+        {"test.lookup": lookup, "demo.notice": notice},
+        journal,
+        topology=topology,
+        config=ServiceConfig(url=AMQP_URL, replay_capacity=8),
+    )
+    request = world.seal("cli", "svc", "test.lookup", {"key": "k"}, kind=Kind.REQUEST, ttl=60)
+    with running(service):
+        admin.publish("svc", request)
+        eventually(lambda: lookups == ["k"])
+        for i in range(30):
+            admin.publish("svc", world.seal("cli", "svc", "demo.notice", {"seq": i, "text": "x"}))
+        eventually(lambda: len(journal.effects) == 30)
+        admin.publish("svc", request)  # the same request again, well within its deadline
+        [dead] = _dead(admin, topology)
+    assert dead.headers["x-juki-reason"] == "replay"
+    assert lookups == ["k"]
