@@ -589,19 +589,18 @@ class Service:
         self._counts["bundles"] += 1
         items = list(open_items(bundle, self.routes.allows, self.schemas.validate_body))
         journal = self.journal
-        in_memory = self._memory.seen
-        # one inbox question for the whole bundle, and (without savepoints) one insert
-        applied = (
-            journal.inbox_seen([i.header.msg_id for i in items if not in_memory(i.header.msg_id)])
-            if journal is not None
-            else set()
-        )
+        # what is already done: one inbox question for the whole bundle (and, without
+        # savepoints, one insert at its end)
+        ids = [i.header.msg_id for i in items]
+        applied = {m for m in ids if self._memory.seen(m)}
+        if journal is not None:
+            applied |= journal.inbox_seen([m for m in ids if m not in applied])
         rows: list[tuple[str, str, str, float]] | None = None if self._careful else []
         retry = False
         for item in items:
             header = item.header
             msg_id = header.msg_id
-            if msg_id in applied or in_memory(msg_id):
+            if msg_id in applied:
                 # Relayed again inside a later bundle (the sender crashed before its confirm),
                 # done in an earlier attempt of this bundle, or twice in this one.
                 self._counts["duplicates"] += 1
@@ -653,8 +652,8 @@ class Service:
     ) -> int:
         """Applies one notice in its own savepoint; returns _DONE (applied), _REFUSED (recorded
         and dead-lettered), or _RETRY when the handler failed and attempts remain (the caller
-        re-publishes the delivery once). `inbox`: in a
-        pass without savepoints, where the caller collects inbox rows to insert at once."""
+        re-publishes the delivery once). `inbox`: in a pass without savepoints, where the caller
+        collects inbox rows to insert at once."""
         header = msg.header
         try:
             with self._savepoint() if self._careful else nullcontext():

@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 import peewee
@@ -31,6 +31,8 @@ from store.db import is_sqlite, translate_errors
 from store.models import BaseModel
 
 __all__ = ["Inbox", "Outbox", "OutboxEntry", "PeeweeJournal", "Refusal"]
+
+T = TypeVar("T")
 
 
 class Inbox(BaseModel):
@@ -237,8 +239,7 @@ class PeeweeJournal:
         db = self._db
         found: set[str] = set()
         with translate_errors():
-            for start in range(0, len(msg_ids), 500):
-                chunk = msg_ids[start : start + 500]
+            for chunk in _chunks(msg_ids, 500):
                 marks = ", ".join([db.param] * len(chunk))
                 rows = db.execute_sql(
                     f'SELECT "msg_id" FROM "inbox" WHERE "msg_id" IN ({marks})', chunk
@@ -340,9 +341,9 @@ class PeeweeJournal:
             waiting = len(self._deferred)
         self._flush_deferred(wait=waiting > self.MAX_DEFERRED_MARKS)
 
-    def _flush_deferred(self, *, wait: bool) -> bool:
-        """Write the kept marks in a transaction of this thread; False when the write lock was
-        taken and `wait` is false (the marks stay for the next transaction)."""
+    def _flush_deferred(self, *, wait: bool) -> None:
+        """Write the kept marks in a transaction of this thread. When the write lock is taken
+        and `wait` is false, they stay kept for the next transaction."""
         db = self._db
         conn = db.connection()
         timeout = 0
@@ -356,14 +357,13 @@ class PeeweeJournal:
                     written = self._write_deferred()
             except peewee.OperationalError as exc:
                 if not wait and "locked" in str(exc):
-                    return False
+                    return
                 raise
             finally:
                 if not wait:
                     conn.execute(f"PRAGMA busy_timeout = {timeout}")
                 db.execute_sql("PRAGMA synchronous = FULL")
         self._forget_deferred(written)
-        return True
 
     def _write_deferred(self) -> dict[int, float]:
         """Inside an open transaction: write the kept marks; returns what was written."""
@@ -444,6 +444,6 @@ class PeeweeJournal:
             return list(query.dicts().execute(self._db))
 
 
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
