@@ -19,7 +19,9 @@ from broker.envelope import Header, Kind, Sealer
 from broker.ids import new_message_id
 from broker.keys import Identity, TrustStore
 from broker.routes import NodeInfo, Route, RouteTable
+from broker.rpc import RpcClient
 from broker.schema import Int, MessageType, Obj, SchemaRegistry, Str, plumbing_types
+from broker.service import Service, ServiceConfig
 from broker.topology import Topology
 
 AMQP_URL = os.environ.get("JUKI_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -134,6 +136,41 @@ def admin(topology: Topology) -> Iterator[AmqpConnection]:
     conn.connect()
     yield conn
     conn.close()
+
+
+def client_for(world: World, topology: Topology, node: str = "cli", **kw: Any) -> RpcClient:
+    return RpcClient(
+        node,
+        world.identities[node],
+        world.trust,
+        world.routes,
+        world.schemas,
+        AMQP_URL,
+        topology,
+        **kw,
+    )
+
+
+def make_service(
+    world: World,
+    topology: Topology,
+    node: str,
+    handlers: dict[str, Any],
+    journal: Any = None,
+    **config: Any,
+) -> Service:
+    """A Service for `node` of the world, on the test's topology (config: ServiceConfig fields)."""
+    return Service(
+        node,
+        world.identities[node],
+        world.trust,
+        world.routes,
+        world.schemas,
+        handlers,
+        journal,
+        topology=topology,
+        config=ServiceConfig(url=AMQP_URL, **config),
+    )
 
 
 def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:

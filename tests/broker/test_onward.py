@@ -14,10 +14,10 @@ from broker.envelope import Message
 from broker.errors import RemoteError
 from broker.journal import MemoryJournal
 from broker.rpc import RpcClient
-from broker.service import Context, HandlerError, Service, ServiceConfig, onward, running
+from broker.service import Context, HandlerError, onward, running
 from broker.topology import Topology
 
-from .conftest import AMQP_URL, World, eventually
+from .conftest import World, client_for, eventually, make_service
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -35,18 +35,7 @@ class Upstream:
         return {"payload": msg.body["payload"]}
 
 
-def _service(world: World, topology: Topology, node: str, handlers: dict[str, Any], journal: Any):
-    return Service(
-        node,
-        world.identities[node],
-        world.trust,
-        world.routes,
-        world.schemas,
-        handlers,
-        journal,
-        topology=topology,
-        config=ServiceConfig(url=AMQP_URL, prefetch=64, batch_size=32, rpc_timeout=15.0),
-    )
+_CONFIG = {"prefetch": 64, "batch_size": 32, "rpc_timeout": 15.0}
 
 
 @pytest.fixture
@@ -74,24 +63,12 @@ def nodes(world: World, topology: Topology) -> Iterator[tuple[MemoryJournal, Ups
     def echo(msg: Message, ctx: Context) -> dict[str, Any]:
         return {"payload": msg.body["payload"]}
 
-    svc = _service(
-        world,
-        topology,
-        "svc",
-        {"test.lookup": relayed_lookup, "demo.notice": notice, "echo": echo},
-        journal,
+    handlers = {"test.lookup": relayed_lookup, "demo.notice": notice, "echo": echo}
+    svc = make_service(world, topology, "svc", handlers, journal, **_CONFIG)
+    peer = make_service(
+        world, topology, "peer", {"echo": upstream.echo}, MemoryJournal(), **_CONFIG
     )
-    peer = _service(world, topology, "peer", {"echo": upstream.echo}, MemoryJournal())
-    client = RpcClient(
-        "cli",
-        world.identities["cli"],
-        world.trust,
-        world.routes,
-        world.schemas,
-        AMQP_URL,
-        topology,
-        default_timeout=20.0,
-    )
+    client = client_for(world, topology, default_timeout=20.0)
     with running(peer), running(svc):
         yield journal, upstream, client
         upstream.release.set()
@@ -99,7 +76,7 @@ def nodes(world: World, topology: Topology) -> Iterator[tuple[MemoryJournal, Ups
 
 
 def test_a_waiting_onward_request_blocks_neither_notices_nor_other_requests(
-    nodes: Any, world: World
+    nodes: Any, world: World, topology: Topology
 ) -> None:
     journal, upstream, client = nodes
     answers: list[Any] = []
@@ -109,10 +86,7 @@ def test_a_waiting_onward_request_blocks_neither_notices_nor_other_requests(
     caller.start()
     assert upstream.asked.wait(10)  # the worker is inside ctx.call, waiting for the upstream
     # meanwhile the loop goes on: a notice is applied and another request answered
-    other = RpcClient(
-        "cli", world.identities["cli"], world.trust, world.routes, world.schemas, AMQP_URL,
-        client._topology, default_timeout=5.0,
-    )  # fmt: skip
+    other = client_for(world, topology, default_timeout=5.0)
     try:
         other.notify("svc", "demo.notice", {"seq": 1, "text": "while waiting"})
         eventually(lambda: ("notice", "while waiting") in journal.effects)

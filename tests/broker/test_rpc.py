@@ -14,26 +14,12 @@ from broker.amqp import AmqpConnection, Delivery
 from broker.envelope import Message, Opener, Sealer, reply_header, wire_hash
 from broker.errors import RpcTimeout, Unroutable
 from broker.replay import MemoryReplayGuard
-from broker.rpc import RpcClient
 from broker.service import Context, Service, ServiceConfig, running
 from broker.topology import Topology
 
-from .conftest import AMQP_URL, World
+from .conftest import AMQP_URL, World, client_for
 
 pytestmark = pytest.mark.rabbitmq
-
-
-def client_for(world: World, topology: Topology, node: str = "cli", **kw: Any) -> RpcClient:
-    return RpcClient(
-        node,
-        world.identities[node],
-        world.trust,
-        world.routes,
-        world.schemas,
-        AMQP_URL,
-        topology,
-        **kw,
-    )
 
 
 def test_call_to_a_stopped_node_times_out_within_its_deadline(

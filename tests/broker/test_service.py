@@ -17,7 +17,7 @@ from broker.rpc import RpcClient
 from broker.service import Context, HandlerError, Service, ServiceConfig, running
 from broker.topology import Topology
 
-from .conftest import AMQP_URL, World, close_connection_named, drain, eventually
+from .conftest import AMQP_URL, World, close_connection_named, drain, eventually, make_service
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -392,16 +392,8 @@ def test_a_notice_failing_inside_a_batch_undoes_only_its_own_writes(
         if msg.body["text"] == "half":
             raise HandlerError("business_rule", "wrote, then found a rule broken")
 
-    service = Service(
-        "svc",
-        world.identities["svc"],
-        world.trust,
-        world.routes,
-        world.schemas,
-        {"demo.notice": notice},
-        journal,
-        topology=topology,
-        config=ServiceConfig(url=AMQP_URL, prefetch=64, batch_size=64),
+    service = make_service(
+        world, topology, "svc", {"demo.notice": notice}, journal, prefetch=64, batch_size=64
     )
     admin.declare_topology(topology, ["svc"])
     for i in range(20):
@@ -437,17 +429,8 @@ def test_a_stream_of_notices_does_not_push_a_request_out_of_the_replay_guard(
     def notice(msg: Message, ctx: Context) -> None:
         journal.effects.append(msg.body["seq"])
 
-    service = Service(
-        "svc",
-        world.identities["svc"],
-        world.trust,
-        world.routes,
-        world.schemas,
-        {"test.lookup": lookup, "demo.notice": notice},
-        journal,
-        topology=topology,
-        config=ServiceConfig(url=AMQP_URL, replay_capacity=8),
-    )
+    handlers = {"test.lookup": lookup, "demo.notice": notice}
+    service = make_service(world, topology, "svc", handlers, journal, replay_capacity=8)
     request = world.seal("cli", "svc", "test.lookup", {"key": "k"}, kind=Kind.REQUEST, ttl=60)
     with running(service):
         admin.publish("svc", request)
