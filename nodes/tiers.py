@@ -205,7 +205,7 @@ class DigestSessions:
                 del self._trees[k]
 
     def wait(self, timeout: float) -> None:
-        """Until no build is running (tests and an orderly shutdown)."""
+        """Until no build is running (for tests: a build otherwise needs no waiting for)."""
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
