@@ -9,7 +9,7 @@ single publish, which caps durable throughput at one fsync round trip per messag
 channel's confirm mode is driven directly (the adapter's `_impl`, pinned by `pika>=1.3,<2`), so a
 caller can publish a batch and wait once for all its confirms, and consumer deliveries are taken
 straight off the I/O loop without the adapter's event queue. Everything private to pika that this
-relies on is used in `_pump()` and `_enable_confirms()` only.
+relies on is used in `_pump()`, `_enable_confirms()` and `_CoalescingConnection` only.
 
 Foreign exceptions are translated here, in one place:
 
@@ -35,6 +35,7 @@ import pika
 import pika.exceptions
 import pika.spec
 from pika.adapters.select_connection import SelectConnection
+from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport as _PlaintextTransport
 
 from broker.errors import BrokerError, BrokerUnavailable, Unroutable
 from broker.topology import Topology, declare
@@ -106,11 +107,18 @@ class Delivery:
 
 
 class _CoalescingConnection(SelectConnection):  # type: ignore[misc]  # pika is untyped here
-    """pika's connection, writing one message's frames (method, header, body) as one buffer.
+    """pika's connection, writing one message's frames (method, header, body) as one buffer,
+    and writing it at once.
 
     pika queues each frame as its own buffer and sends each with its own `send()`; under load
     every extra syscall wakes the broker for a partial message. Joining them halves the
     syscalls of a request/reply round trip (bench/rpc.py).
+
+    pika also never writes from `write()`: it turns on a writability watcher and sends on the
+    next I/O loop pass, then turns the watcher off again — two poller updates and a poll per
+    message, on the critical path of every RPC and every relayed batch. When nothing is queued
+    ahead, `_adapter_emit_data` sends straight away and leaves only what the socket did not take
+    to pika's buffered path (which also meets, and handles, any socket error).
     """
 
     _corked: list[bytes] | None = None
@@ -125,6 +133,22 @@ class _CoalescingConnection(SelectConnection):  # type: ignore[misc]  # pika is 
             data = b"".join(held)
             self.bytes_sent += len(data)
             self._adapter_emit_data(data)
+
+    def _adapter_emit_data(self, data: bytes) -> None:
+        transport = self._transport
+        if (
+            type(transport) is _PlaintextTransport  # TLS keeps pika's own path
+            and transport._state == transport._STATE_ACTIVE
+            and not transport._tx_buffers
+        ):
+            try:
+                sent = transport._sock.send(data)
+            except OSError:  # EAGAIN, or an error the buffered path will meet and report
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        super()._adapter_emit_data(data)
 
     def _output_marshaled_frames(self, marshaled_frames: Any) -> None:
         if self._corked is not None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from functools import partial
 
 import nacl.bindings as _sodium
@@ -46,7 +47,53 @@ def _check_len(name: str, value: bytes, size: int) -> None:
 
 
 def random_bytes(size: int) -> bytes:
+    """Fresh bytes from the OS for secrets (keys, salts): never pooled."""
     return os.urandom(size)
+
+
+_POOL_SIZE = 4096
+_fork_generation = 0
+
+
+def _forked() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+class _Pool(threading.local):
+    def __init__(self) -> None:
+        self.data = b""
+        self.pos = 0
+        self.generation = -1
+
+
+_pool = _Pool()
+
+
+def public_random(size: int) -> bytes:
+    """Random bytes for values that go on the wire in the clear: box nonces, message ids.
+
+    Drawn from the OS 4 KiB at a time per thread and handed out once each, because every
+    `os.urandom` releases the GIL: with several RPC threads in one process (a terminal's
+    workers, a node's onward workers, bench/rpc.py's 8 clients) each release is a GIL hand-off
+    and a pair of context switches, which cost more than the randomness. The pool is per thread
+    (no lock) and dropped in a forked child, which would otherwise repeat its parent's nonces.
+    Never for secrets: `random_bytes`.
+    """
+    pool = _pool
+    start = pool.pos
+    end = start + size
+    if end > len(pool.data) or pool.generation != _fork_generation:
+        if size > _POOL_SIZE // 4:
+            return os.urandom(size)
+        pool.data = os.urandom(_POOL_SIZE)
+        pool.generation = _fork_generation
+        start, end = 0, size
+    pool.pos = end
+    return pool.data[start:end]
 
 
 def blake2b_256(data: bytes) -> bytes:
@@ -115,7 +162,8 @@ class Box:
     """crypto_box between us and one peer with the shared key precomputed (crypto_box_beforenm).
 
     The output layout is nonce (24) ‖ MAC+ciphertext, the same as PyNaCl's `Box.encrypt`. Nonces
-    are random: 192 bits make collisions negligible without any per-peer counter state.
+    are random (`public_random`): 192 bits make collisions negligible without any per-peer
+    counter state.
     """
 
     __slots__ = ("_shared",)
@@ -128,7 +176,7 @@ class Box:
             raise KeyStoreError(f"unusable peer box key: {exc}") from None
 
     def encrypt(self, plaintext: bytes) -> bytes:
-        nonce = os.urandom(NONCE_SIZE)
+        nonce = public_random(NONCE_SIZE)
         size = len(plaintext) + MAC_SIZE
         out = _new_bytes(size)
         if _lib.crypto_box_easy_afternm(out, plaintext, len(plaintext), nonce, self._shared) != 0:

@@ -10,10 +10,11 @@ canonical upper-case form is accepted by `is_message_id`.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
+
+from broker.crypto import public_random
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ID_LENGTH = 26
@@ -49,16 +50,18 @@ def new_message_id(*, now_ms: int | None = None) -> str:
     global _last_ms, _last_random
     if now_ms is None:
         now_ms = time.time_ns() // 1_000_000
+    # drawn before taking the lock: a refill of the pool (an OS call) must not hold it
+    fresh = int.from_bytes(public_random(10), "big")
     with _lock:
         if now_ms > _last_ms:
             ms = now_ms
-            rand = int.from_bytes(os.urandom(10), "big")
+            rand = fresh
         else:
             ms = _last_ms
             rand = _last_random + 1
             if rand > _RANDOM_MAX:
                 ms += 1
-                rand = int.from_bytes(os.urandom(10), "big")
+                rand = fresh
         if ms > _TIME_MAX:
             raise OverflowError("ULID time component exhausted (year 10889)")
         _last_ms = ms

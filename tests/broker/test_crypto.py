@@ -58,3 +58,47 @@ def test_box_interoperates_with_pynacl(ours: bytes, theirs: bytes, plaintext: by
     assert crypto.Box(b, a.public_key).decrypt(bytes(tampered)) is None
     assert crypto.Box(b, a.public_key).decrypt(boxed[: crypto.BOX_OVERHEAD - 1]) is None
     assert crypto.Box(b, a.public_key).decrypt(boxed) == plaintext
+
+
+def test_public_random_never_repeats_within_or_across_threads() -> None:
+    import threading
+
+    drawn: list[bytes] = []
+    lock = threading.Lock()
+
+    def draw() -> None:
+        mine = [crypto.public_random(24) for _ in range(500)]  # crosses pool refills
+        with lock:
+            drawn.extend(mine)
+
+    threads = [threading.Thread(target=draw) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(drawn) == 2000 and all(len(b) == 24 for b in drawn)
+    assert len(set(drawn)) == len(drawn)
+
+
+def test_a_forked_child_does_not_repeat_its_parents_nonces() -> None:
+    """The pool is copied by fork(); a child continuing it would reuse the parent's nonces under
+    the same shared keys."""
+    import os
+
+    crypto.public_random(24)  # the pool is filled, with bytes left to hand out
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next draw, then leave without cleanup handlers
+        os.write(write_end, crypto.public_random(24))
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 24)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert len(child) == 24
+    assert child != crypto.public_random(24)
+
+
+def test_large_public_random_requests_are_served_whole() -> None:
+    big = crypto.public_random(5000)
+    assert len(big) == 5000 and big != crypto.public_random(5000)
