@@ -9,7 +9,8 @@ single publish, which caps durable throughput at one fsync round trip per messag
 channel's confirm mode is driven directly (the adapter's `_impl`, pinned by `pika>=1.3,<2`), so a
 caller can publish a batch and wait once for all its confirms, and consumer deliveries are taken
 straight off the I/O loop without the adapter's event queue. Everything private to pika that this
-relies on is used in `_pump()`, `_enable_confirms()` and `_CoalescingConnection` only.
+relies on is used in `_pump()`, `_enable_confirms()`, `_CoalescingConnection` and
+`_LeanTransport` only.
 
 Foreign exceptions are translated here, in one place:
 
@@ -106,6 +107,28 @@ class Delivery:
         self.exchange = exchange
 
 
+class _LeanTransport(_PlaintextTransport):  # type: ignore[misc]
+    """pika's plaintext transport, reading once per readiness event, up to a whole frame.
+
+    pika reads 4 KiB per `recv()` and then reads again until the socket says EAGAIN, so every
+    readable event ends in a failed syscall and a raised and caught exception, and a 100 kB
+    bundle arrives in 25 reads, each appended to pika's frame buffer. One read of up to 128 KiB
+    (RabbitMQ's default frame_max) per event is enough: the poller is level-triggered, so
+    whatever is left makes the next poll return at once.
+    """
+
+    def _consume(self) -> None:
+        if self._state != self._STATE_ACTIVE:
+            return
+        data = self._sock.recv(_RECV_BYTES)
+        if not data:
+            raise self.RxEndOfFile()
+        self._protocol.data_received(data)
+
+
+_RECV_BYTES = 128 * 1024
+
+
 class _CoalescingConnection(SelectConnection):  # type: ignore[misc]  # pika is untyped here
     """pika's connection, writing one message's frames (method, header, body) as one buffer,
     and writing it at once.
@@ -123,6 +146,11 @@ class _CoalescingConnection(SelectConnection):  # type: ignore[misc]  # pika is 
 
     _corked: list[bytes] | None = None
 
+    def _proto_connection_made(self, transport: Any) -> None:
+        if type(transport) is _PlaintextTransport:  # TLS keeps pika's own transport
+            transport.__class__ = _LeanTransport
+        super()._proto_connection_made(transport)
+
     def cork(self) -> None:
         """Hold every frame written from now on until `uncork()` (one send for a batch)."""
         self._corked = []
@@ -137,7 +165,7 @@ class _CoalescingConnection(SelectConnection):  # type: ignore[misc]  # pika is 
     def _adapter_emit_data(self, data: bytes) -> None:
         transport = self._transport
         if (
-            type(transport) is _PlaintextTransport  # TLS keeps pika's own path
+            type(transport) is _LeanTransport  # TLS keeps pika's own path
             and transport._state == transport._STATE_ACTIVE
             and not transport._tx_buffers
         ):
