@@ -107,6 +107,9 @@ class Delivery:
         self.exchange = exchange
 
 
+_RECV_BYTES = 128 * 1024  # RabbitMQ's default frame_max
+
+
 class _LeanTransport(_PlaintextTransport):  # type: ignore[misc]
     """pika's plaintext transport, reading once per readiness event, up to a whole frame.
 
@@ -124,9 +127,6 @@ class _LeanTransport(_PlaintextTransport):  # type: ignore[misc]
         if not data:
             raise self.RxEndOfFile()
         self._protocol.data_received(data)
-
-
-_RECV_BYTES = 128 * 1024
 
 
 class _CoalescingConnection(SelectConnection):  # type: ignore[misc]  # pika is untyped here

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -132,36 +133,33 @@ def test_password_never_appears_in_unavailable_error() -> None:
     assert "s3cret" not in str(info.value)
 
 
+@pytest.fixture
+def sender(topology: Topology) -> Iterator[AmqpConnection]:
+    """An unconfirmed publisher, as RPC clients and reply publishers are."""
+    conn = AmqpConnection(
+        AMQP_URL, exchange=topology.exchange, name="juki-test-sender", confirms=False
+    )
+    conn.connect()
+    yield conn
+    conn.close()
+
+
 def test_a_publish_leaves_without_another_pass_of_the_io_loop(
-    admin: AmqpConnection, topology: Topology
+    admin: AmqpConnection, sender: AmqpConnection, topology: Topology
 ) -> None:
     """Written at once (write-through): the receiver has it although the publisher's loop never
     ran again — an RPC's request no longer waits for the caller's next poll to be sent."""
-    sender = AmqpConnection(
-        AMQP_URL, exchange=topology.exchange, name="juki-test-wt", confirms=False
-    )
-    sender.connect()
-    try:
-        sender.publish("svc", b"at once", wait=False)
-        assert drain(admin, topology.queue("svc"), 1)[0].body == b"at once"
-    finally:
-        sender.close()
+    sender.publish("svc", b"at once", wait=False)
+    assert drain(admin, topology.queue("svc"), 1)[0].body == b"at once"
 
 
 def test_a_message_larger_than_the_socket_buffer_arrives_whole(
-    admin: AmqpConnection, topology: Topology
+    admin: AmqpConnection, sender: AmqpConnection, topology: Topology
 ) -> None:
     """What the socket does not take at once is queued behind what it took, in order."""
-    sender = AmqpConnection(
-        AMQP_URL, exchange=topology.exchange, name="juki-test-big", confirms=False
-    )
-    sender.connect()
-    try:
-        big = bytes(range(256)) * (6 * 4096)  # 6 MiB: several socket buffers
-        sender.publish("svc", big, wait=False)
-        sender.publish("svc", b"after", wait=False)
-        sender.flush()
-        got = drain(admin, topology.queue("svc"), 2, timeout=30)
-        assert [d.body for d in got] == [big, b"after"]
-    finally:
-        sender.close()
+    big = bytes(range(256)) * (6 * 4096)  # 6 MiB: several socket buffers
+    sender.publish("svc", big, wait=False)
+    sender.publish("svc", b"after", wait=False)
+    sender.flush()
+    got = drain(admin, topology.queue("svc"), 2, timeout=30)
+    assert [d.body for d in got] == [big, b"after"]

@@ -6,6 +6,9 @@ properties pin that they compute exactly what the documented wrappers compute.
 
 from __future__ import annotations
 
+import os
+import threading
+
 import nacl.public
 import nacl.signing
 from hypothesis import given, settings
@@ -61,8 +64,6 @@ def test_box_interoperates_with_pynacl(ours: bytes, theirs: bytes, plaintext: by
 
 
 def test_public_random_never_repeats_within_or_across_threads() -> None:
-    import threading
-
     drawn: list[bytes] = []
     lock = threading.Lock()
 
@@ -83,8 +84,6 @@ def test_public_random_never_repeats_within_or_across_threads() -> None:
 def test_a_forked_child_does_not_repeat_its_parents_nonces() -> None:
     """The pool is copied by fork(); a child continuing it would reuse the parent's nonces under
     the same shared keys."""
-    import os
-
     crypto.public_random(24)  # the pool is filled, with bytes left to hand out
     read_end, write_end = os.pipe()
     pid = os.fork()
