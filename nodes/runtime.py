@@ -27,11 +27,14 @@ from nodes import messages
 from nodes.common import plumbing_handlers
 from nodes.env import NodeEnv
 from nodes.stores import load_role_module, open_node_store, role_of
+from store.db import checkpoint_wal, is_sqlite
 
 log = logging.getLogger("juki.node")
 
 PURGE_INTERVAL_SECONDS = 3600.0
 OUTBOX_KEEP_SECONDS = 24 * 3600.0
+WAL_CHECKPOINT_SECONDS = 1.0
+"""SQLite: how often the node copies its WAL into the database file (store.db.checkpoint_wal)."""
 """How often a node applies its retention rules (送付先 must go within a business day)."""
 
 Command = Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -97,6 +100,9 @@ class NodeRuntime:
             self.role_commands.update(part.commands)
             self.jobs.extend(part.jobs)
         self.jobs.append((PURGE_INTERVAL_SECONDS, self._purge))
+        self.wal: dict[str, int] | None = None
+        if is_sqlite(self.db):
+            self.jobs.append((WAL_CHECKPOINT_SECONDS, self._checkpoint))
         self.service_config = ServiceConfig.from_appliance(
             config.broker, config.policy, **dict(service_overrides or {})
         )
@@ -153,6 +159,10 @@ class NodeRuntime:
             )
         return {**report.as_dict(), "outbox_pruned": pruned}
 
+    def _checkpoint(self) -> None:
+        busy, pages, copied = checkpoint_wal(self.db)
+        self.wal = {"pages": pages, "checkpointed": copied, "busy": busy}
+
     # -- control plane ------------------------------------------------------------------------
 
     def _commands(self) -> dict[str, Command]:
@@ -201,6 +211,7 @@ class NodeRuntime:
             "bundles": svc.get("bundles", 0),
             "onward": svc.get("onward", 0),  # requests handed to workers (they call upstream)
             "last_error": svc.get("last_error"),
+            "wal": self.wal,  # SQLite: the WAL at the last checkpoint (None: not run yet)
         }
 
     def _drain(self) -> dict[str, Any]:

@@ -43,13 +43,14 @@ def load_role_module(role: str) -> Any:
 
 
 def open_node_store(config: ApplianceConfig, node_id: str) -> peewee.Database:
-    """Open and bind the node's database, creating or migrating its schema."""
+    """Open and bind the node's database, creating or migrating its schema. On SQLite the
+    node's runtime checkpoints the WAL itself (store.db.checkpoint_wal)."""
     from store.db import open_database
     from store.schema import init_store
 
     role = role_of(config, node_id)
     load_role_module(role)
-    db = open_database(config.store_url(node_id))
+    db = open_database(config.store_url(node_id), background_checkpoints=True)
     init_store(db, role)
     return db
 

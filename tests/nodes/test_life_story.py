@@ -128,3 +128,29 @@ def test_birth_number_move_within_move_out_tokurei_movein_and_death(appliance: A
     assert (
         seqs == sorted(seqs) and len(set(seqs)) == 4
     )  # 更新順番号 strictly increasing per municipality
+
+
+def test_every_node_checkpoints_its_wal_off_the_commit_path(appliance: Appliance) -> None:
+    """Each node copies its WAL into the database file on a thread of its own, about once a
+    second (store.db.checkpoint_wal); `juki ctl health NODE` shows where that stands."""
+    appliance.event("041009", "correction", resident_code=_any_resident(appliance))
+    for node in ("registry.041009", "cs.041009", "pref.04", "national"):
+        wal = wait_until(
+            lambda n=node: (
+                (w := appliance.health(n).get("wal"))
+                and w["pages"] > 0
+                and w["checkpointed"] == w["pages"]
+                and w
+            ),
+            20,
+            f"{node} checkpoints its WAL",
+        )
+        assert wal["busy"] == 0
+
+
+def _any_resident(app: Appliance) -> str:
+    rows = app.rows(
+        "registry.041009",
+        "SELECT resident_code FROM register_person WHERE status = 'current' LIMIT 1",
+    )
+    return str(rows[0][0])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -13,11 +14,13 @@ import peewee
 import pytest
 
 from store.db import (
+    NODE_WAL_BACKSTOP_PAGES,
     DuplicateKey,
     IntegrityViolation,
     SchemaError,
     StoreError,
     StoreUnavailable,
+    checkpoint_wal,
     current_database,
     database_proxy,
     is_postgresql,
@@ -66,6 +69,75 @@ def test_sqlite_creates_its_directory_and_sets_the_fixed_pragmas(tmp_path: Path)
         }
         assert path.exists()
     finally:
+        db.close()
+
+
+def _fill(db: peewee.Database, transactions: int, pages_each: int) -> None:
+    """Commit `transactions` transactions of about `pages_each` 4 KiB pages each."""
+    db.execute_sql("CREATE TABLE IF NOT EXISTS blob (b BLOB)")
+    for _ in range(transactions):
+        with db.atomic():
+            for _ in range(pages_each):
+                db.execute_sql("INSERT INTO blob VALUES (randomblob(4000))")
+
+
+def test_by_default_a_commit_past_1000_wal_pages_checkpoints_itself(tmp_path: Path) -> None:
+    path = tmp_path / "plain.db"
+    db = open_database(f"sqlite:///{path}", bind=False)
+    try:
+        _fill(db, 1, 10)
+        before = path.stat().st_size
+        _fill(db, 3, 500)
+        assert path.stat().st_size > before + 1000 * 4096  # copied into the file by a commit
+    finally:
+        db.close()
+
+
+def test_a_node_store_leaves_checkpoints_to_checkpoint_wal(tmp_path: Path) -> None:
+    """Commits do not copy pages back (that is the node's checkpoint thread's work), until
+    the backstop; `checkpoint_wal` then copies every committed page."""
+    path = tmp_path / "node.db"
+    db = open_database(f"sqlite:///{path}", bind=False, background_checkpoints=True)
+    try:
+        assert db.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0] == NODE_WAL_BACKSTOP_PAGES
+        _fill(db, 1, 10)
+        before = path.stat().st_size
+        _fill(db, 3, 500)
+        assert path.stat().st_size == before  # everything is still in the WAL only
+        busy, pages, copied = checkpoint_wal(db)
+        assert busy == 0 and pages >= 1500 and copied == pages
+        assert path.stat().st_size > before + 1500 * 4096
+        assert checkpoint_wal(db)[2] == pages  # nothing new: nothing more to copy
+    finally:
+        db.close()
+    # the file alone (no WAL) holds every committed row now
+    (tmp_path / "alone").mkdir()
+    (tmp_path / "alone" / "node.db").write_bytes(path.read_bytes())
+    alone = open_database(f"sqlite:///{tmp_path / 'alone' / 'node.db'}", bind=False)
+    try:
+        assert alone.execute_sql("SELECT count(*) FROM blob").fetchone()[0] == 1510
+    finally:
+        alone.close()
+
+
+def test_checkpoint_wal_does_not_wait_for_a_reader(tmp_path: Path) -> None:
+    """PASSIVE: a reader holding an old snapshot keeps its pages in the WAL; the checkpoint
+    copies what it may and returns, and a later one copies the rest."""
+    path = tmp_path / "node.db"
+    db = open_database(f"sqlite:///{path}", bind=False, background_checkpoints=True)
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        _fill(db, 1, 10)
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM blob").fetchone() == (10,)
+        _fill(db, 1, 100)
+        busy, pages, copied = checkpoint_wal(db)
+        assert copied < pages  # the reader's snapshot stops it short
+        reader.execute("COMMIT")
+        busy, pages, copied = checkpoint_wal(db)
+        assert busy == 0 and copied == pages
+    finally:
+        reader.close()
         db.close()
 
 
