@@ -80,8 +80,13 @@ class Journal(Protocol):
     def outbox_pending(self, limit: int) -> list[OutboxEntry]: ...
 
     def outbox_mark_sent(self, seqs: list[int], sent_at: float) -> None:
-        """Commits on its own (the relay's bookkeeping; it need not wait for the disk: a lost
-        mark only makes the relay send the rows again, and the recipient's inbox drops them)."""
+        """The relay's bookkeeping, written on its own or kept for a later transaction (it need
+        not wait for the disk: a lost mark only makes the relay send the rows again, and the
+        recipient's inbox drops them). Marked rows are no longer pending either way."""
+        ...
+
+    def outbox_write_marks(self) -> None:
+        """Write whatever marks are still kept, if that needs no waiting (the relay is idle)."""
         ...
 
     def outbox_depth(self) -> int: ...
@@ -199,6 +204,9 @@ class MemoryJournal:
             for seq in seqs:
                 entry, _ = self._state.outbox[seq]
                 self._state.outbox[seq] = (entry, sent_at)
+
+    def outbox_write_marks(self) -> None:
+        return None  # marks are written at once
 
     def outbox_depth(self) -> int:
         with self._lock:

@@ -130,6 +130,7 @@ class OutboxRelay:
                         continue
                     delays = self._backoff.delays()
                     if sent == 0:
+                        self.journal.outbox_write_marks()  # nothing to send: write them now
                         self._conn.poll()  # heartbeats while idle
                         if self._wake.wait(self._idle_poll):
                             self._wake.clear()

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from broker.service import Context, Service, ServiceConfig, running
 from broker.topology import Topology
 
 from .conftest import AMQP_URL, World, eventually, start_thread
+from .sqlite_journal import SqliteJournal
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -103,7 +105,7 @@ def peer_node(world: World, topology: Topology) -> Iterator[list[tuple[int, str,
         yield applied
 
 
-def _relay(world: World, topology: Topology, journal: MemoryJournal, **kw: Any) -> OutboxRelay:
+def _relay(world: World, topology: Topology, journal: Any, **kw: Any) -> OutboxRelay:
     kw.setdefault("topology", topology)
     return OutboxRelay(
         journal,
@@ -254,3 +256,30 @@ def test_relay_survives_a_failing_journal_and_relays_once_it_recovers(
     assert journal.failures == 0
     assert "database is locked" in (relay.health()["last_error"] or "")
     assert [n for n, _, _ in peer_node] == list(range(5))
+
+
+def test_an_idle_relay_writes_the_sent_marks_it_kept(
+    world: World, topology: Topology, peer_node: list[tuple[int, str, float]], tmp_path: Path
+) -> None:
+    """On SQLite the marks wait in memory while the relay is busy; once it has nothing to send
+    it writes them, so the table says what was sent without another business transaction."""
+    journal = SqliteJournal(tmp_path / "relay.db")
+    try:
+        for i in range(20):
+            journal.outbox_add(new_message_id(), "peer", "test.relay", {"n": i, "text": "t"}, 1.0)
+        relay = _relay(world, topology, journal, url=AMQP_URL)
+        stop, thread = start_thread(relay.run)
+        try:
+            eventually(lambda: len(peer_node) == 20)
+            eventually(
+                lambda: (
+                    journal.execute('SELECT count(*) FROM "outbox" WHERE "sent_at" IS NULL')
+                    == [(0,)]
+                )
+            )
+        finally:
+            stop.set()
+            thread.join(5)
+        assert journal.outbox_depth() == 0
+    finally:
+        journal.close()

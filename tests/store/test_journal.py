@@ -39,6 +39,7 @@ class JournalContract(Protocol):
     ) -> int: ...
     def outbox_pending(self, limit: int) -> list[OutboxEntry]: ...
     def outbox_mark_sent(self, seqs: list[int], sent_at: float) -> None: ...
+    def outbox_write_marks(self) -> None: ...
     def outbox_depth(self) -> int: ...
     def record_refusal(
         self,
@@ -133,17 +134,19 @@ def test_mark_sent_handles_more_ids_than_one_statement_takes(journal: PeeweeJour
     assert [e.seq for e in journal.outbox_pending(10)] == [seqs[-1]]
 
 
-def test_mark_sent_commits_on_its_own_and_leaves_commit_durability_as_it_was(
+def test_marks_commit_on_their_own_and_leave_commit_durability_as_it_was(
     journal: PeeweeJournal, empty_db: peewee.Database
 ) -> None:
     seqs = [journal.outbox_add(f"m{i}", "p", "t", {}, 0.0) for i in range(3)]
     journal.outbox_mark_sent(seqs[:2], 5.0)
+    journal.outbox_write_marks()  # SQLite keeps them until the relay is idle
     assert not empty_db.in_transaction()
     empty_db.close()  # a new connection sees only what was committed
     assert [e.seq for e in journal.outbox_pending(10)] == [seqs[2]]
     if isinstance(empty_db, peewee.SqliteDatabase):
         # the relaxed sync applied to the mark only: the next business commit fsyncs again
         journal.outbox_mark_sent(seqs[2:], 6.0)
+        journal.outbox_write_marks()
         assert empty_db.execute_sql("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     else:
         journal.outbox_mark_sent(seqs[2:], 6.0)
@@ -155,6 +158,7 @@ def test_purge_sent_keeps_unsent(journal: PeeweeJournal) -> None:
     a = journal.outbox_add("a", "p", "t", {}, 0.0)
     journal.outbox_add("b", "p", "t", {}, 0.0)
     journal.outbox_mark_sent([a], 10.0)
+    journal.outbox_write_marks()
     assert journal.outbox_purge_sent(before=5.0) == 0
     assert journal.outbox_purge_sent(before=11.0) == 1
     assert [e.msg_id for e in journal.outbox_pending(5)] == ["b"]
@@ -310,13 +314,29 @@ def test_marks_wait_for_the_next_transaction_when_the_write_lock_is_taken(
     assert [e.seq for e in journal.outbox_pending(10)] == [seqs[1], seqs[3], seqs[4]]
 
 
-def test_marks_are_written_at_once_when_the_lock_is_free_and_waited_for_past_the_cap(
+def test_marks_wait_for_an_idle_relay_and_a_free_lock_and_are_waited_for_past_the_cap(
     sqlite_journal: tuple[PeeweeJournal, Path],
 ) -> None:
     journal, path = sqlite_journal
     seqs = [journal.outbox_add(f"m{i}", "pref.04", "t", {}, 0.0) for i in range(4)]
     journal.outbox_mark_sent([seqs[0]], 5.0)
-    assert _sent_at(path)[seqs[0]] == 5.0  # no transaction needed to get it written
+    # kept even though the lock is free: a write on the relay's own connection would make
+    # SQLite drop the service connection's page cache
+    assert _sent_at(path)[seqs[0]] is None
+    assert journal.outbox_depth() == 3
+    service = _writer(path)
+    try:
+        service.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        journal.outbox_write_marks()  # the lock is taken: returns at once, still kept
+        assert time.monotonic() - started < 1.0
+        service.execute("COMMIT")
+    finally:
+        service.close()
+    assert _sent_at(path)[seqs[0]] is None
+    journal.outbox_write_marks()  # idle relay, free lock: written, no transaction needed
+    assert _sent_at(path)[seqs[0]] == 5.0
+    assert journal.outbox_depth() == 3
 
     journal.MAX_DEFERRED_MARKS = 1
     service = _writer(path)
