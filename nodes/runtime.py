@@ -284,6 +284,10 @@ class NodeRuntime:
         self._relay_stop.set()
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
+        try:  # sent marks the relay still kept: written, the next start need not resend them
+            self.journal.outbox_write_marks()
+        except Exception:
+            log.warning("%s: sent marks not written at stop; those notices go again", self.node_id)
         self.control.stop()
         self.db.close()
 
