@@ -32,10 +32,10 @@ from store.db import checkpoint_wal, is_sqlite
 log = logging.getLogger("juki.node")
 
 PURGE_INTERVAL_SECONDS = 3600.0
+"""How often a node applies its retention rules (送付先 must go within a business day)."""
 OUTBOX_KEEP_SECONDS = 24 * 3600.0
 WAL_CHECKPOINT_SECONDS = 1.0
 """SQLite: how often the node copies its WAL into the database file (store.db.checkpoint_wal)."""
-"""How often a node applies its retention rules (送付先 must go within a business day)."""
 
 Command = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
