@@ -105,6 +105,14 @@ def peer_node(world: World, topology: Topology) -> Iterator[list[tuple[int, str,
         yield applied
 
 
+def _queue_notices(journal: Any, count: int, created_at: float) -> None:
+    """`count` notices for the peer, numbered 0… in `n`, as a handler would write them."""
+    for i in range(count):
+        journal.outbox_add(
+            new_message_id(), "peer", "test.relay", {"n": i, "text": "t"}, created_at
+        )
+
+
 def _relay(world: World, topology: Topology, journal: Any, **kw: Any) -> OutboxRelay:
     kw.setdefault("topology", topology)
     return OutboxRelay(
@@ -243,8 +251,7 @@ def test_relay_survives_a_failing_journal_and_relays_once_it_recovers(
     world: World, topology: Topology, peer_node: list[tuple[int, str, float]]
 ) -> None:
     journal = _FlakyJournal(failures=3)
-    for i in range(5):
-        journal.outbox_add(new_message_id(), "peer", "test.relay", {"n": i, "text": "t"}, 0.0)
+    _queue_notices(journal, 5, 0.0)
     relay = _relay(world, topology, journal, url=AMQP_URL)
     stop, thread = start_thread(relay.run)
     try:
@@ -265,8 +272,7 @@ def test_an_idle_relay_writes_the_sent_marks_it_kept(
     it writes them, so the table says what was sent without another business transaction."""
     journal = SqliteJournal(tmp_path / "relay.db")
     try:
-        for i in range(20):
-            journal.outbox_add(new_message_id(), "peer", "test.relay", {"n": i, "text": "t"}, 1.0)
+        _queue_notices(journal, 20, 1.0)
         relay = _relay(world, topology, journal, url=AMQP_URL)
         stop, thread = start_thread(relay.run)
         try:
