@@ -14,6 +14,12 @@ Measured from the stores afterwards (same machine clock): sustained updates/s ap
 over the window, and end-to-end latency per update = national history `recorded_at` − registry
 outbox `created_at`, p50/p99.
 
+CPU per update: the CPU seconds each node process (and RabbitMQ's beam.smp) used over the
+measured window (/proc/PID/stat), divided by the updates applied at national; their sum is how
+many cores the flow needs at the offered rate. Each round also times a fixed pure-Python loop
+(`calibration_ms`): this shared machine's speed drifts by 2x between days, and the figures of two
+runs compare only beside it.
+
 Baseline in the same run: plain pika, three hops, persistent messages, each hop consuming,
 re-publishing with publisher confirms (one per message, and batched by 100) and acking — the
 floor for three durable hops on this broker without any application work.
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -59,6 +66,57 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+# -- CPU accounting ---------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+TIERS = ("registry.041009", "cs.041009", "pref.04", "national")
+"""The nodes the benchmark's flow passes through (the mix only moves people within 041009)."""
+
+
+def _stat(pid: int) -> list[str]:
+    # the fields after "(comm)"; comm itself may contain spaces
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (its threads included) so far."""
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def flow_processes(parent: int) -> dict[str, int]:
+    """The node processes of the flow (children of `juki up`) and RabbitMQ's VM, by name."""
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int(_stat(int(entry.name))[1])
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            comm = (entry / "comm").read_text().strip()
+        except (OSError, IndexError, ValueError):
+            continue  # exited while we looked
+        if comm == "beam.smp":
+            found["rabbitmq"] = int(entry.name)
+        elif ppid == parent and b"node" in args:
+            name = next((a for a in reversed(args) if a), b"").decode()
+            if name in TIERS:
+                found[name] = int(entry.name)
+    return found
+
+
+def calibrate() -> float:
+    """Milliseconds for a fixed pure-Python loop, best of five: the machine's speed today."""
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - start)
+    return round(best * 1000, 1)
+
+
 # -- juki ---------------------------------------------------------------------------------------
 
 
@@ -71,11 +129,15 @@ def run_juki(rate: float, seconds: float, residents: int) -> dict[str, Any]:
         try:
             simulate(app.config, "041009", 100, 2.0, seed=1, mix=MIX)  # warm-up
             app.quiet(120)
+            assert app.proc is not None
+            procs = flow_processes(app.proc.pid)
+            cpu0 = {name: cpu_seconds(pid) for name, pid in procs.items()}
             t0 = time.time()
             report = simulate(app.config, "041009", rate, seconds, seed=2, mix=MIX)
             offered_end = time.time()
             app.quiet(600)
             drained = time.time()
+            cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in procs.items()}
             sent = app.rows(
                 "registry.041009",
                 "SELECT body, created_at FROM outbox WHERE type = 'cs.registry.identity_update' "
@@ -117,6 +179,14 @@ def run_juki(rate: float, seconds: float, residents: int) -> dict[str, Any]:
                 "latency_ms_p99": round(pct(lat, 0.99), 1),
                 "latency_ms_max": round(max(lat), 1) if lat else None,
                 "poison": refused,
+                "cpu_us_per_update": {
+                    name: round(cpu[name] / n * 1e6) if n else None for name in sorted(cpu)
+                },
+                "cpu_us_per_update_total": round(sum(cpu.values()) / n * 1e6) if n else None,
+                # what keeping up with the offered rate takes, against the machine's 2 cores
+                "cores_needed_at_offered_rate": round(sum(cpu.values()) / n * rate, 2)
+                if n
+                else None,
             }
         finally:
             app.stop()
@@ -199,6 +269,8 @@ def run_raw(messages: int, confirm: bool) -> dict[str, Any]:
 
 
 def run_round(args: argparse.Namespace) -> dict[str, Any]:
+    calibration = calibrate()
+    print(f"calibration loop: {calibration} ms", flush=True)
     raw = run_raw(args.raw_messages, True)
     unconfirmed = run_raw(args.raw_messages, False)
     for name, r in (("confirmed", raw), ("unconfirmed", unconfirmed)):
@@ -214,8 +286,15 @@ def run_round(args: argparse.Namespace) -> dict[str, Any]:
         f"missing {juki['missing_at_national']}",
         flush=True,
     )
+    per_tier = ", ".join(f"{k} {v}" for k, v in juki["cpu_us_per_update"].items())
+    print(
+        f"CPU µs per update: {per_tier}; total {juki['cpu_us_per_update_total']} "
+        f"(the offered rate needs {juki['cores_needed_at_offered_rate']} cores)",
+        flush=True,
+    )
     ratio = juki["sustained_per_s"] / raw["per_s"] if raw["per_s"] else None
     return {
+        "calibration_ms": calibration,
         "raw_pika_three_hops": raw,
         "raw_pika_three_hops_unconfirmed": unconfirmed,
         "juki": juki,
@@ -239,6 +318,10 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "raw_confirmed_per_s_median": statistics.median(
             r["raw_pika_three_hops"]["per_s"] or 0.0 for r in rounds
         ),
+        "cpu_us_per_update_total_median": statistics.median(
+            j["cpu_us_per_update_total"] or 0 for j in jukis
+        ),
+        "calibration_ms_median": statistics.median(r["calibration_ms"] for r in rounds),
     }
 
 
