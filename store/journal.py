@@ -418,14 +418,31 @@ class PeeweeJournal:
         with translate_errors():
             return int(query.count(self._db))
 
-    def outbox_purge_sent(self, before: float) -> int:
-        """Delete relayed notices sent before `before`; they are only kept to debug a relay."""
-        with translate_errors():
-            return int(
-                Outbox.delete()
-                .where(Outbox.sent_at.is_null(False) & (Outbox.sent_at < before))
-                .execute(self._db)
-            )
+    PURGE_CHUNK = 5_000
+    """Relayed rows deleted per transaction by `outbox_purge_sent`."""
+
+    def outbox_purge_sent(self, before: float, *, chunk: int | None = None) -> int:
+        """Delete relayed notices sent before `before`; they are only kept to debug a relay.
+
+        In transactions of `chunk` rows (default `PURGE_CHUNK`), oldest first: a day of relayed
+        rows at a sustained 2,000/s is over a hundred million, and one DELETE of them all would
+        hold the store's write lock (and the service loop behind it) for minutes.
+        """
+        size = chunk or self.PURGE_CHUNK
+        db = self._db
+        p = db.param
+        sql = (
+            'DELETE FROM "outbox" WHERE "seq" IN (SELECT "seq" FROM "outbox" '
+            f'WHERE "sent_at" IS NOT NULL AND "sent_at" < {p} ORDER BY "sent_at", "seq" '
+            f"LIMIT {p})"
+        )
+        total = 0
+        while True:
+            with translate_errors(), db.atomic():
+                deleted = db.execute_sql(sql, (before, size)).rowcount
+            total += deleted
+            if deleted < size:
+                return total
 
     def record_refusal(
         self,

@@ -164,6 +164,22 @@ def test_purge_sent_keeps_unsent(journal: PeeweeJournal) -> None:
     assert [e.msg_id for e in journal.outbox_pending(5)] == ["b"]
 
 
+def test_purge_sent_goes_on_past_its_chunk(
+    journal: PeeweeJournal, empty_db: peewee.Database
+) -> None:
+    # 7 old relayed rows, purged 3 per transaction: all go; the recent and the unsent stay
+    old = [journal.outbox_add(f"old{i}", "p", "t", {}, 0.0) for i in range(7)]
+    recent = journal.outbox_add("recent", "p", "t", {}, 0.0)
+    journal.outbox_add("unsent", "p", "t", {}, 0.0)
+    journal.outbox_mark_sent(old, 10.0)
+    journal.outbox_mark_sent([recent], 20.0)
+    journal.outbox_write_marks()
+    assert journal.outbox_purge_sent(before=15.0, chunk=3) == 7
+    left = [r[0] for r in empty_db.execute_sql("SELECT msg_id FROM outbox ORDER BY seq")]
+    assert left == ["recent", "unsent"]
+    assert journal.outbox_purge_sent(before=15.0, chunk=3) == 0
+
+
 def test_failing_handler_leaves_no_inbox_or_outbox_row(journal: PeeweeJournal) -> None:
     with pytest.raises(Boom), journal.atomic():
         journal.inbox_add("m1", "registry.041009", "identity.update", 1.0)
