@@ -77,6 +77,20 @@ class Journal(Protocol):
         correlation_id: str | None = None,
     ) -> int: ...
 
+    def outbox_add_at_commit(
+        self,
+        msg_id: str,
+        recipient: str,
+        type: str,
+        body: dict[str, Any],
+        created_at: float,
+        correlation_id: str | None = None,
+    ) -> None:
+        """`outbox_add` from inside a group commit: the row may be written with the other such
+        rows just before the transaction commits (its seq is not known before). Relay order is
+        still the order of these calls."""
+        ...
+
     def outbox_pending(self, limit: int) -> list[OutboxEntry]: ...
 
     def outbox_mark_sent(self, seqs: list[int], sent_at: float) -> None:
@@ -192,6 +206,17 @@ class MemoryJournal:
             )
             self._state.outbox[seq] = (entry, None)
             return seq
+
+    def outbox_add_at_commit(
+        self,
+        msg_id: str,
+        recipient: str,
+        type: str,
+        body: dict[str, Any],
+        created_at: float,
+        correlation_id: str | None = None,
+    ) -> None:
+        self.outbox_add(msg_id, recipient, type, body, created_at, correlation_id)
 
     def outbox_pending(self, limit: int) -> list[OutboxEntry]:
         with self._lock:

@@ -445,7 +445,7 @@ class Service:
         msg_id = new_message_id()
         probe = Header(1, msg_id, Kind.NOTICE, type, self.node_id, recipient, 0, 0, correlation_id)
         self.schemas.validate_body(probe, body)
-        self.journal.outbox_add(msg_id, recipient, type, body, now, correlation_id)
+        self.journal.outbox_add_at_commit(msg_id, recipient, type, body, now, correlation_id)
         self._sent_in_batch += 1
         return msg_id
 

@@ -23,7 +23,7 @@ from nodes.cs_sessions import authorize, session_handlers
 from nodes.env import NodeEnv, RolePart
 from nodes.privacy import mask_number, masked
 from store import cs_extras, identity, transfers
-from store.auditlog import append_usage, record_provision
+from store.auditlog import append_usage, record_provision_at_commit
 from store.records import (
     ChangeReason,
     RecordStatus,
@@ -105,7 +105,7 @@ def build(env: NodeEnv) -> RolePart:
         identity.save_record(record, recorded_at=env.now(), previous=current)
         provided = provided_from(record)
         ctx.send(pref, "pref.cs.identity_update", {"provided": provided_to_dict(provided)})
-        record_provision(
+        record_provision_at_commit(
             at=env.now(),
             operator_id=msg.header.sender,
             terminal_id=msg.header.sender,
@@ -208,7 +208,7 @@ def build(env: NodeEnv) -> RolePart:
                 "record": body["record"],
             },
         )
-        record_provision(
+        record_provision_at_commit(
             at=env.now(),
             operator_id=msg.header.sender,
             terminal_id=msg.header.sender,

@@ -16,7 +16,7 @@ from nodes import tiers
 from nodes.env import NodeEnv, RolePart
 from store import identity
 from store import national as numbers
-from store.auditlog import record_provision
+from store.auditlog import record_provision_at_commit
 from store.records import (
     CREATING_REASONS,
     ChangeReason,
@@ -63,7 +63,7 @@ def build(env: NodeEnv) -> RolePart:
             person.resident_code, rng=env.rng, now=env.now()
         )
         ctx.send(cs, "cs.national.number_answer", _answer_body(request_number, person, number))
-        record_provision(
+        record_provision_at_commit(
             at=env.now(),
             operator_id=env.node_id,
             terminal_id=env.node_id,

@@ -14,7 +14,7 @@ from broker.errors import RemoteError, RpcTimeout
 from broker.service import Context, HandlerError, onward
 from nodes import tiers
 from nodes.env import NodeEnv, RolePart
-from store.auditlog import record_provision
+from store.auditlog import record_provision_at_commit
 from store.records import RecordStatus, provided_to_dict
 
 TIER = "prefecture"
@@ -43,7 +43,7 @@ def build(env: NodeEnv) -> RolePart:
             "national.pref.identity_update",
             tiers.forward_body(msg.body["provided"], repair),
         )
-        record_provision(
+        record_provision_at_commit(
             at=env.now(),
             operator_id=env.node_id,
             terminal_id=env.node_id,

@@ -40,6 +40,7 @@ from typing import Any
 
 import peewee
 
+from store.commit_rows import append_at_commit
 from store.db import (
     StoreError,
     current_database,
@@ -64,6 +65,7 @@ __all__ = [
     "append_usage",
     "provision_entries",
     "record_provision",
+    "record_provision_at_commit",
     "usage_entries",
     "usage_row_hash",
     "verify_usage_chain",
@@ -568,18 +570,19 @@ def _verify() -> VerifyResult:
 # Provision records
 
 
-_PROVISION_SQL: dict[tuple[str, tuple[str, ...]], str] = {}
+_PROVISION_SQL: dict[tuple[str, tuple[str, ...], bool], str] = {}
 
 
-def _provision_sql(db: Any, names: tuple[str, ...]) -> str:
-    key = (db.param, names)
+def _provision_sql(db: Any, names: tuple[str, ...], returning: bool = True) -> str:
+    key = (db.param, names, returning)
     sql = _PROVISION_SQL.get(key)
     if sql is None:
         p = db.param
         sql = _PROVISION_SQL[key] = (
             f'INSERT INTO "{ProvisionLogRow._meta.table_name}" ('
             + ", ".join(f'"{n}"' for n in names)
-            + f') VALUES ({", ".join([p] * len(names))}) RETURNING "id"'
+            + f") VALUES ({', '.join([p] * len(names))})"
+            + (' RETURNING "id"' if returning else "")
         )
     return sql
 
@@ -609,14 +612,85 @@ def record_provision(
         reason: the refusal reason code (required when refused).
         msg_id: the message that carried (or asked for) it.
     """
+    columns = _provision_columns(
+        at,
+        operator_id,
+        terminal_id,
+        recipient,
+        message_type,
+        legal_basis,
+        target,
+        result,
+        reason,
+        msg_id,
+    )
+    # raw SQL: every applied update is also a provision to the prefecture (30条の6), so this runs
+    # once per update on the CS's hot path, where peewee's query building outweighed the insert
+    db = ProvisionLogRow._meta.database
+    with translate_errors():
+        row = db.execute_sql(
+            _provision_sql(db, tuple(columns)), _provision_params(columns)
+        ).fetchone()
+    return ProvisionEntry(id=int(row[0]), **columns)
+
+
+def record_provision_at_commit(
+    *,
+    at: datetime,
+    operator_id: str,
+    terminal_id: str,
+    recipient: str,
+    message_type: str,
+    legal_basis: str,
+    target: str,
+    result: str,
+    reason: str = "",
+    msg_id: str = "",
+) -> None:
+    """`record_provision` for a handler inside a group commit: the row is checked now and
+    written with the transaction's other such rows just before it commits
+    (store.commit_rows), or at once when no such batch is open. Nothing is returned: the row
+    has no id yet."""
+    columns = _provision_columns(
+        at,
+        operator_id,
+        terminal_id,
+        recipient,
+        message_type,
+        legal_basis,
+        target,
+        result,
+        reason,
+        msg_id,
+    )
+    db = ProvisionLogRow._meta.database
+    sql = _provision_sql(db, tuple(columns), returning=False)
+    params = _provision_params(columns)
+    if not append_at_commit(db, sql, params):
+        with translate_errors():
+            db.execute_sql(sql, params)
+
+
+def _provision_columns(
+    at: datetime,
+    operator_id: str,
+    terminal_id: str,
+    recipient: str,
+    message_type: str,
+    legal_basis: str,
+    target: str,
+    result: str,
+    reason: str,
+    msg_id: str,
+) -> dict[str, Any]:
+    """The row's columns, after every check a provision record must pass."""
     if result not in PROVISION_RESULTS:
         raise AuditLogError(f"result must be one of {PROVISION_RESULTS}, got {result!r}")
     if result == "refused" and not reason:
         raise AuditLogError("a refused provision needs its reason code")
     _refuse_my_number(target=target, reason=reason)
-    at_utc = _utc(at)
     columns: dict[str, Any] = {
-        "at": at_utc,
+        "at": _utc(at),
         "operator_id": operator_id,
         "terminal_id": terminal_id,
         "recipient": recipient,
@@ -628,14 +702,13 @@ def record_provision(
         "msg_id": msg_id,
     }
     _check_lengths(ProvisionLogRow, columns)
-    # raw SQL: every applied update is also a provision to the prefecture (30条の6), so this runs
-    # once per update on the CS's hot path, where peewee's query building outweighed the insert
-    db = ProvisionLogRow._meta.database
+    return columns
+
+
+def _provision_params(columns: dict[str, Any]) -> list[Any]:
     params = list(columns.values())
-    params[0] = micros_from_datetime(at_utc)
-    with translate_errors():
-        row = db.execute_sql(_provision_sql(db, tuple(columns)), params).fetchone()
-    return ProvisionEntry(id=int(row[0]), **columns)
+    params[0] = micros_from_datetime(columns["at"])
+    return params
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ from urllib.parse import parse_qsl, unquote, urlparse
 
 import peewee
 
+from store import commit_rows
+
 __all__ = [
     "NODE_WAL_BACKSTOP_PAGES",
     "NODE_WAL_SIZE_LIMIT",
@@ -139,7 +141,55 @@ class RuleViolation(StoreError):
             self.title = title
 
 
-class ImmediateSqliteDatabase(peewee.SqliteDatabase):
+class _Savepoint(peewee._savepoint):  # type: ignore[misc]
+    """A peewee savepoint whose rollback also drops the rows appended for the commit inside it
+    (store.commit_rows), as it undoes the writes made inside it."""
+
+    def __enter__(self) -> Any:
+        self._rows = commit_rows.current_rows(self.db)
+        self._mark = self._rows.mark() if self._rows is not None else 0
+        return super().__enter__()
+
+    def rollback(self, begin: bool = True) -> None:
+        super().rollback(begin)
+        rows = getattr(self, "_rows", None)
+        if rows is not None:
+            rows.undo_to(self._mark)
+
+
+class _Transaction(peewee._transaction):  # type: ignore[misc]
+    """A peewee transaction that writes the rows appended for its commit (store.commit_rows)
+    before an explicit mid-block commit and drops them with a rollback."""
+
+    def commit(self, begin: bool = True) -> None:
+        rows = commit_rows.current_rows(self.db)
+        if rows is not None:
+            with translate_errors():
+                rows.flush()
+        super().commit(begin)
+
+    def rollback(self, begin: bool = True) -> None:
+        super().rollback(begin)
+        rows = commit_rows.current_rows(self.db)
+        if rows is not None:
+            rows.undo_to(0)
+
+
+class _CommitRowsAware:
+    """Transactions and savepoints that keep store.commit_rows' batch in step with them."""
+
+    def transaction(self, *args: Any, **kwargs: Any) -> Any:
+        return _Transaction(self, *args, **kwargs)
+
+    def savepoint(self) -> Any:
+        return _Savepoint(self)
+
+
+class PostgresqlDatabase(_CommitRowsAware, peewee.PostgresqlDatabase):
+    """PostgreSQL through psycopg2 (see `_CommitRowsAware`)."""
+
+
+class ImmediateSqliteDatabase(_CommitRowsAware, peewee.SqliteDatabase):
     """SQLite whose top-level transactions begin IMMEDIATE.
 
     A node writes its store from several threads (the service loop, the outbox relay, control
@@ -206,7 +256,7 @@ def open_database(
         if parsed.password:
             params["password"] = unquote(parsed.password)
         params.update(options)
-        db = peewee.PostgresqlDatabase(dbname, **params)
+        db = PostgresqlDatabase(dbname, **params)
     else:
         raise StoreError(f"unsupported store URL scheme {parsed.scheme!r} in {url!r}")
     if bind:

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import msgpack
 import peewee
 
+from store.commit_rows import append_at_commit, current_rows, rows_at_commit
 from store.db import is_sqlite, translate_errors
 from store.models import BaseModel
 
@@ -173,7 +174,8 @@ class PeeweeJournal:
         On SQLite a top-level transaction begins IMMEDIATE (store.db.ImmediateSqliteDatabase),
         because a handler reads before it writes while other threads of the node write too. A
         top-level transaction also writes the sent marks the relay could not write itself
-        (see `outbox_mark_sent`); they count as written only once it commits.
+        (see `outbox_mark_sent`); they count as written only once it commits. It also writes, just
+        before its commit, the append-only rows its handlers left for it (store.commit_rows).
         """
         db = self._db
         if db.in_transaction():
@@ -182,7 +184,8 @@ class PeeweeJournal:
             return
         with db.atomic() as tx:
             written = self._write_deferred()
-            yield tx
+            with rows_at_commit(db):
+                yield tx
         self._forget_deferred(written)
 
     @contextmanager
@@ -197,12 +200,16 @@ class PeeweeJournal:
         cursor = self._db.cursor()
         with translate_errors():
             cursor.execute('SAVEPOINT "juki_item"')
+        rows = current_rows()
+        mark = rows.mark() if rows is not None else 0
         try:
             yield
         except BaseException:
             with translate_errors():
                 cursor.execute('ROLLBACK TO SAVEPOINT "juki_item"')
                 cursor.execute('RELEASE SAVEPOINT "juki_item"')
+            if rows is not None:
+                rows.undo_to(mark)  # rows appended for the commit went with the savepoint
             raise
         with translate_errors():
             cursor.execute('RELEASE SAVEPOINT "juki_item"')
@@ -284,6 +291,29 @@ class PeeweeJournal:
                 (msg_id, recipient, type, pack_body(body), created_at, correlation_id),
             ).fetchone()
         return int(row[0])
+
+    def outbox_add_at_commit(
+        self,
+        msg_id: str,
+        recipient: str,
+        type: str,
+        body: dict[str, Any],
+        created_at: float,
+        correlation_id: str | None = None,
+    ) -> None:
+        """`outbox_add` for `ctx.send`: inside this journal's top-level `atomic()` the row is
+        written with the transaction's other append-only rows just before it commits
+        (store.commit_rows), in the order of these calls; elsewhere at once."""
+        db = self._db
+        p = db.param
+        sql = (
+            f'INSERT INTO "outbox" ("msg_id", "recipient", "type", "body", "created_at", '
+            f'"correlation_id") VALUES ({p}, {p}, {p}, {p}, {p}, {p})'
+        )
+        params = (msg_id, recipient, type, pack_body(body), created_at, correlation_id)
+        if not append_at_commit(db, sql, params):
+            with translate_errors():
+                db.execute_sql(sql, params)
 
     def outbox_pending(self, limit: int) -> list[OutboxEntry]:
         """Unsent notices, oldest (lowest seq) first (relayed rows whose mark waits excluded).

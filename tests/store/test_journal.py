@@ -37,6 +37,15 @@ class JournalContract(Protocol):
         created_at: float,
         correlation_id: str | None = None,
     ) -> int: ...
+    def outbox_add_at_commit(
+        self,
+        msg_id: str,
+        recipient: str,
+        type: str,
+        body: dict,
+        created_at: float,
+        correlation_id: str | None = None,
+    ) -> None: ...
     def outbox_pending(self, limit: int) -> list[OutboxEntry]: ...
     def outbox_mark_sent(self, seqs: list[int], sent_at: float) -> None: ...
     def outbox_write_marks(self) -> None: ...
@@ -178,6 +187,30 @@ def test_purge_sent_goes_on_past_its_chunk(
     left = [r[0] for r in empty_db.execute_sql("SELECT msg_id FROM outbox ORDER BY seq")]
     assert left == ["recent", "unsent"]
     assert journal.outbox_purge_sent(before=15.0, chunk=3) == 0
+
+
+def test_outbox_rows_at_commit_keep_the_order_of_the_calls(
+    journal: PeeweeJournal, empty_db: peewee.Database
+) -> None:
+    with journal.atomic():
+        for i in range(3):
+            journal.outbox_add_at_commit(f"m{i}", "pref.04", "t", {"i": i, "b": b"\x00"}, 1.0 + i)
+        journal.outbox_add_at_commit("m3", "cardmgmt", "card.event", {}, 9.0, "corr")
+        assert empty_db.execute_sql('SELECT COUNT(*) FROM "outbox"').fetchone()[0] == 0
+    pending = journal.outbox_pending(10)
+    assert [e.msg_id for e in pending] == ["m0", "m1", "m2", "m3"]
+    assert [e.seq for e in pending] == sorted(e.seq for e in pending)
+    assert pending[1].body == {"i": 1, "b": b"\x00"} and pending[1].created_at == 2.0
+    assert (pending[3].recipient, pending[3].correlation_id) == ("cardmgmt", "corr")
+
+
+def test_outbox_rows_at_commit_go_with_a_rollback(journal: PeeweeJournal) -> None:
+    with pytest.raises(Boom), journal.atomic():
+        journal.outbox_add_at_commit("m1", "pref.04", "t", {}, 1.0)
+        raise Boom
+    assert journal.outbox_depth() == 0
+    journal.outbox_add_at_commit("m2", "pref.04", "t", {}, 2.0)  # no transaction: written now
+    assert [e.msg_id for e in journal.outbox_pending(5)] == ["m2"]
 
 
 def test_failing_handler_leaves_no_inbox_or_outbox_row(journal: PeeweeJournal) -> None:
