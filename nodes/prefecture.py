@@ -21,6 +21,7 @@ TIER = "prefecture"
 
 
 def build(env: NodeEnv) -> RolePart:
+    national = env.national  # looked up once: the config does not change while the node runs
     sessions = tiers.DigestSessions(TIER, env.clock)
 
     def on_update(msg: Message, ctx: Context) -> None:
@@ -39,7 +40,7 @@ def build(env: NodeEnv) -> RolePart:
         # the provided record as it came: apply_provided parsed and checked it, and what the
         # prefecture keeps is exactly that record (no second conversion back to a dict)
         ctx.send(
-            env.national,
+            national,
             "national.pref.identity_update",
             tiers.forward_body(msg.body["provided"], repair),
         )
@@ -47,7 +48,7 @@ def build(env: NodeEnv) -> RolePart:
             at=env.now(),
             operator_id=env.node_id,
             terminal_id=env.node_id,
-            recipient=env.national,
+            recipient=national,
             message_type="national.pref.identity_update",
             legal_basis="住基法30条の11",
             target=applied.resident_code,
@@ -62,7 +63,7 @@ def build(env: NodeEnv) -> RolePart:
             tiers.record_query_provision(env, msg, current, "住基法30条の10")
             return {"records": [provided_to_dict(r) for r in current], "truncated": truncated}
         try:
-            answer = ctx.call(env.national, "national.pref.query", msg.body)
+            answer = ctx.call(national, "national.pref.query", msg.body)
         except RpcTimeout as exc:
             raise HandlerError("upstream_timeout", str(exc), "全国サーバが応答しません") from None
         except RemoteError as exc:
