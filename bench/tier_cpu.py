@@ -190,14 +190,22 @@ def _restore(base: Path, node: str) -> None:
     shutil.copyfile(base / "snapshots" / f"{node}.db", db)
 
 
-def _run_replay(base: Path, app: Any, node: str, file: Path, batch: int) -> dict[str, Any]:
-    _restore(base, node)
+def _replay_command(app: Any, node: str, file: Path, batch: int) -> list[str]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--replay", node]
-    cmd += ["--config", str(app.path), "--captured", str(file), "--batch", str(batch)]
+    return [*cmd, "--config", str(app.path), "--captured", str(file), "--batch", str(batch)]
+
+
+def _run(app: Any, cmd: list[str], what: str) -> str:
     done = subprocess.run(cmd, cwd=ROOT, env=app.env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"replay of {node} failed:\n{done.stdout}\n{done.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{what} failed:\n{done.stdout}\n{done.stderr[-4000:]}")
+    return done.stdout
+
+
+def _run_replay(base: Path, app: Any, node: str, file: Path, batch: int) -> dict[str, Any]:
+    _restore(base, node)
+    out = _run(app, _replay_command(app, node, file, batch), f"replay of {node}")
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
 
 
@@ -206,11 +214,7 @@ def _instructions(base: Path, app: Any, node: str, file: Path, batch: int) -> in
     _restore(base, node)
     out_file = base / f"callgrind.{node}.out"
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}"]
-    cmd += [sys.executable, str(Path(__file__).resolve()), "--replay", node]
-    cmd += ["--config", str(app.path), "--captured", str(file), "--batch", str(batch)]
-    done = subprocess.run(cmd, cwd=ROOT, env=app.env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"callgrind replay of {node} failed:\n{done.stderr[-4000:]}")
+    _run(app, cmd + _replay_command(app, node, file, batch), f"callgrind replay of {node}")
     return next(
         int(line.split()[1])
         for line in out_file.read_text().splitlines()

@@ -200,7 +200,7 @@ class PeeweeJournal:
         cursor = self._db.cursor()
         with translate_errors():
             cursor.execute('SAVEPOINT "juki_item"')
-        rows = current_rows()
+        rows = current_rows(self._db)
         mark = rows.mark() if rows is not None else 0
         try:
             yield
