@@ -19,6 +19,7 @@ carry ``bytes`` values (card images, challenges) that JSON cannot hold without r
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -283,11 +284,9 @@ class PeeweeJournal:
         peewee's query building cost more than the insert itself.
         """
         db = self._db
-        p = db.param
         with translate_errors():
             row = db.execute_sql(
-                f'INSERT INTO "outbox" ("msg_id", "recipient", "type", "body", "created_at", '
-                f'"correlation_id") VALUES ({p}, {p}, {p}, {p}, {p}, {p}) RETURNING "seq"',
+                _outbox_insert_sql(db.param) + ' RETURNING "seq"',
                 (msg_id, recipient, type, pack_body(body), created_at, correlation_id),
             ).fetchone()
         return int(row[0])
@@ -305,11 +304,7 @@ class PeeweeJournal:
         written with the transaction's other append-only rows just before it commits
         (store.commit_rows), in the order of these calls; elsewhere at once."""
         db = self._db
-        p = db.param
-        sql = (
-            f'INSERT INTO "outbox" ("msg_id", "recipient", "type", "body", "created_at", '
-            f'"correlation_id") VALUES ({p}, {p}, {p}, {p}, {p}, {p})'
-        )
+        sql = _outbox_insert_sql(db.param)
         params = (msg_id, recipient, type, pack_body(body), created_at, correlation_id)
         if not append_at_commit(db, sql, params):
             with translate_errors():
@@ -501,6 +496,15 @@ class PeeweeJournal:
             query = query.where(Refusal.at >= since)
         with translate_errors():
             return list(query.dicts().execute(self._db))
+
+
+@functools.cache
+def _outbox_insert_sql(p: str) -> str:
+    """The outbox row's INSERT for a driver's parameter mark (shared by both ways of adding)."""
+    return (
+        f'INSERT INTO "outbox" ("msg_id", "recipient", "type", "body", "created_at", '
+        f'"correlation_id") VALUES ({p}, {p}, {p}, {p}, {p}, {p})'
+    )
 
 
 def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
