@@ -27,6 +27,9 @@ class Reason(StrEnum):
     # not envelope checks, but refusals the runtime records the same way
     UNKNOWN_TYPE = "unknown_type"
     POISON = "poison"
+    STALE = "stale"
+    """A notice made longer ago than the inbox remembers applied ids: it can no longer be told
+    apart from one already applied (broker/service.py, "Stale notices")."""
     UNROUTABLE = "unroutable"
 
 

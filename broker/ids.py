@@ -69,6 +69,14 @@ def new_message_id(*, now_ms: int | None = None) -> str:
     return _encode((ms << _RANDOM_BITS) | rand)
 
 
+def first_id_at(time_ms: int) -> str:
+    """The smallest id made at `time_ms`: every id made earlier sorts below it, every id made
+    then or later sorts at or above it (a store cuts its inbox at a time with it)."""
+    if not 0 <= time_ms <= _TIME_MAX:
+        raise ValueError(f"time outside the ULID range: {time_ms}")
+    return _encode(time_ms << _RANDOM_BITS)
+
+
 def is_message_id(value: object) -> bool:
     """True for a canonical (upper-case, 26-character) ULID string."""
     return type(value) is str and len(value) == ID_LENGTH and _ID_RE.fullmatch(value) is not None

@@ -43,6 +43,15 @@ a new transaction after it, so the store's write lock is never held across a cal
 handed back to the loop, which publishes it. Such a request is acked with its batch at once:
 requests are at-most-once anyway (a crash loses the reply and the caller times out).
 
+Stale notices. The inbox cannot keep every applied id for ever (the national server would hold
+one row per 異動 in Japan): the node's purge forgets ids made longer ago than `inbox_keep` (plus
+a day). A notice whose id was made longer ago than `inbox_keep` could then not be told apart from
+one already applied, so it is refused as `stale` (recorded, dead-lettered) instead of being
+applied — whether it is a sender's row relayed again after a very long outage or a captured copy
+replayed while its deadline still runs. The keep (90 days by default) is far longer than a
+notice's validity, so an ordinary outage never makes a notice stale; one that does is in the
+dead-letter queue, and `juki consistency run --repair` re-sends the records it carried.
+
 Poison. A handler exception on a notice rolls back its savepoint; the original bytes are
 re-published to the node's own queue with `x-juki-attempts` incremented (confirmed before the
 original is acked), and after `max_attempts` handler failures the message is dead-lettered with
@@ -66,7 +75,7 @@ from broker.amqp import AmqpConnection, Backoff, Delivery
 from broker.bundle import is_bundle, open_items
 from broker.envelope import Header, Kind, Message, Opener, Sealer, peek_header, reply_header
 from broker.errors import BrokerError, BrokerUnavailable, Reason, Refused
-from broker.ids import new_message_id
+from broker.ids import first_id_at, id_time_ms, new_message_id
 from broker.journal import Journal
 from broker.keys import Identity, TrustStore
 from broker.replay import CombinedReplayGuard, MemoryReplayGuard
@@ -132,6 +141,14 @@ class ServiceConfig:
     applied notices are in the journal's inbox instead)."""
     onward_workers: int = 4
     """Worker threads for `onward` requests (those that call other nodes)."""
+    inbox_keep: float = 90 * 24 * 3600.0
+    """How long applied notice ids are remembered; a notice made longer ago is refused as stale
+    (see "Stale notices")."""
+
+    def __post_init__(self) -> None:
+        if self.inbox_keep < self.notice_ttl + self.skew_seconds:
+            # a notice still valid on the wire must still be told apart from an applied one
+            raise ValueError("inbox_keep must be at least notice_ttl + skew_seconds")
 
     @classmethod
     def from_appliance(cls, broker: Any, policy: Any, **overrides: Any) -> ServiceConfig:
@@ -146,6 +163,7 @@ class ServiceConfig:
             "skew_seconds": policy.clock_skew_seconds,
             "rpc_timeout": policy.rpc_timeout_seconds,
             "notice_ttl": policy.notice_ttl_seconds,
+            "inbox_keep": policy.inbox_keep_days * 86400.0,
         }
         values.update(overrides)
         return cls(**values)
@@ -301,6 +319,7 @@ class Service:
         self._on_commit = on_commit
         self._sent_in_batch = 0
         self._careful = True  # the current pass has a savepoint per notice (see _process)
+        self._stale_below = first_id_at(0)  # set per batch: notices with smaller ids are stale
         self._rpc_local = threading.local()  # one RpcClient per thread (loop and workers)
         self._rpc_clients: list[Any] = []
         self._rpc_lock = threading.Lock()
@@ -536,6 +555,7 @@ class Service:
         out = _Batch()
         self._sent_in_batch = 0
         self._careful = careful
+        self._stale_below = first_id_at(max(0, int((now - self.config.inbox_keep) * 1000)))
         try:
             with self._atomic():
                 for delivery in deliveries:
@@ -563,6 +583,9 @@ class Service:
             return
         header = msg.header
         self._last_lag = max(0.0, now - header.issued_at / 1000.0)
+        if header.kind is Kind.NOTICE and header.msg_id < self._stale_below:
+            self._refuse(d, header, Reason.STALE, _stale_detail(header.msg_id), now, out)
+            return
         if is_bundle(header):
             self._handle_bundle(d, msg, now, out)
             return
@@ -611,6 +634,10 @@ class Service:
                 assert refusal is not None
                 self._refuse(d, header, refusal.reason, refusal.detail, now, out, item=True)
                 out.remember.append((header.msg_id, header.deadline))  # not again on a retry
+                continue
+            if msg_id < self._stale_below:
+                self._refuse(d, header, Reason.STALE, _stale_detail(msg_id), now, out, item=True)
+                out.remember.append((msg_id, header.deadline))
                 continue
             handler = self.handlers.get(header.type)
             if handler is None:
@@ -839,6 +866,11 @@ class Service:
             headers[ITEM_HEADER] = header.msg_id
             headers[ITEM_TYPE_HEADER] = header.type
         out.dead.append((d.body, headers))
+
+
+def _stale_detail(msg_id: str) -> str:
+    made = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(id_time_ms(msg_id) / 1000))
+    return f"made {made} UTC, before the inbox's memory of applied ids begins"
 
 
 def _ok(data: dict[str, Any] | None) -> dict[str, Any]:

@@ -64,6 +64,10 @@ class PolicyConfig:
     """Default deadline of a request."""
     notice_ttl_seconds: float = 30 * 24 * 3600.0
     """How long a durable notice stays valid after it was sent (its deadline)."""
+    inbox_keep_days: float = 90.0
+    """How long a node remembers the ids of the notices it applied; a notice made longer ago is
+    refused as stale (it could not be told apart from one already applied). At least the
+    notice validity plus the clock skew."""
     tokutei_tennyu_purge_days: int = 30
     """特例転入: days a received 転出証明書情報 waits for its 転入 before it is purged."""
     idle_lock_seconds: float = 300.0
@@ -222,6 +226,11 @@ def parse(raw: Mapping[str, Any], path: Path) -> ApplianceConfig:
     if broker.queue_type not in ("classic", "quorum"):
         raise ConfigError(f"{path} [broker] queue_type must be 'classic' or 'quorum'")
     policy = _build(PolicyConfig, f"{path} [policy]", raw.get("policy", {}))
+    if policy.inbox_keep_days * 86400 < policy.notice_ttl_seconds + policy.clock_skew_seconds:
+        raise ConfigError(
+            f"{path} [policy] inbox_keep_days must cover notice_ttl_seconds + clock_skew_seconds:"
+            " a notice still valid on the wire must still be told apart from an applied one"
+        )
 
     prefectures: dict[str, Prefecture] = {}
     for i, t in enumerate(raw.get("prefectures", [])):

@@ -26,14 +26,13 @@ from juki.config import ApplianceConfig
 from nodes import messages
 from nodes.common import plumbing_handlers
 from nodes.env import NodeEnv
-from nodes.stores import load_role_module, open_node_store, role_of
+from nodes.stores import load_role_module, open_node_store, purge_store, role_of
 from store.db import checkpoint_wal, is_sqlite
 
 log = logging.getLogger("juki.node")
 
 PURGE_INTERVAL_SECONDS = 3600.0
 """How often a node applies its retention rules (送付先 must go within a business day)."""
-OUTBOX_KEEP_SECONDS = 24 * 3600.0
 WAL_CHECKPOINT_SECONDS = 1.0
 """SQLite: how often the node copies its WAL into the database file (store.db.checkpoint_wal)."""
 
@@ -139,25 +138,18 @@ class NodeRuntime:
         self.control = ControlServer(config.control_endpoint(node_id), self._commands())
 
     def _purge(self) -> dict[str, Any]:
-        """The retention rules (150 years, 7 years, one business day, 特例転入 period)."""
-        from dataclasses import replace
-
-        from store.retention import DEFAULT, purge
-
-        policy = replace(
-            DEFAULT, pending_move_out_days=self.config.policy.tokutei_tennyu_purge_days
+        """The retention rules (150 years, 7 years, one business day, 特例転入 period), relayed
+        notices and applied ids no longer needed (nodes.stores.purge_store)."""
+        report = purge_store(
+            self.config,
+            self.role,
+            self.journal,
+            self.env.now(),
+            inbox_keep=self.service_config.inbox_keep,
         )
-        report = purge(self.role, now=self.env.now(), policy=policy)
-        # relayed notices are kept a day for diagnosis only: their content lives in the files
-        pruned = self.journal.outbox_purge_sent(self.env.clock() - OUTBOX_KEEP_SECONDS)
-        if report.total or pruned:
-            log.info(
-                "%s: retention purge %s, %d relayed notices pruned",
-                self.node_id,
-                report.as_dict(),
-                pruned,
-            )
-        return {**report.as_dict(), "outbox_pruned": pruned}
+        if report["total"] or report["outbox_pruned"] or report["inbox_forgotten"]:
+            log.info("%s: retention purge %s", self.node_id, report)
+        return report
 
     def _checkpoint(self) -> None:
         busy, pages, copied = checkpoint_wal(self.db)

@@ -78,15 +78,53 @@ def verify_audit(config: ApplianceConfig, node_id: str) -> Any:
         db.close()
 
 
+OUTBOX_KEEP_SECONDS = 24 * 3600.0
+"""Relayed notices are kept a day, for diagnosis only: their content lives in the files."""
+INBOX_PURGE_MARGIN_SECONDS = 24 * 3600.0
+"""Applied ids are forgotten a day after their notices turn stale, so that a clock step between
+a purge and the service loop never forgets an id the loop would still accept."""
+
+
+def purge_store(
+    config: ApplianceConfig,
+    role: str,
+    journal: Any,
+    now: datetime,
+    *,
+    inbox_keep: float | None = None,
+) -> dict[str, Any]:
+    """Everything a node forgets on schedule, in one place for the daemon's hourly job and
+    `juki store purge`: the retention rules (with the configured 特例転入 period), relayed
+    notices after a day, and applied notice ids once their notices are refused as stale.
+
+    Args:
+        journal: the node's store.journal.PeeweeJournal.
+        inbox_keep: the service's `inbox_keep` seconds (default: the configured days).
+    """
+    from dataclasses import replace
+
+    from broker.ids import first_id_at
+    from store.retention import DEFAULT, purge
+
+    policy = replace(DEFAULT, pending_move_out_days=config.policy.tokutei_tennyu_purge_days)
+    report = purge(role, now=now, policy=policy)
+    at = now.timestamp()
+    pruned = journal.outbox_purge_sent(at - OUTBOX_KEEP_SECONDS)
+    keep = config.policy.inbox_keep_days * 86400.0 if inbox_keep is None else inbox_keep
+    cut_ms = int((at - keep - INBOX_PURGE_MARGIN_SECONDS) * 1000)
+    forgotten = journal.inbox_purge(first_id_at(max(0, cut_ms)))
+    return {**report.as_dict(), "outbox_pruned": pruned, "inbox_forgotten": forgotten}
+
+
 def purge_node(
     config: ApplianceConfig, node_id: str, now: datetime | None = None
 ) -> dict[str, Any]:
-    from store.retention import purge
+    """`juki store purge NODE`: the node's scheduled purge, run now."""
+    from store.journal import PeeweeJournal
 
     role = role_of(config, node_id)
     db = open_node_store(config, node_id)
     try:
-        report = purge(role, now=now or datetime.now(UTC))
+        return purge_store(config, role, PeeweeJournal(db), now or datetime.now(UTC))
     finally:
         db.close()
-    return report.as_dict() if hasattr(report, "as_dict") else dict(vars(report))

@@ -269,6 +269,31 @@ class PeeweeJournal:
                 rows,
             )
 
+    def inbox_purge(self, before_id: str, *, chunk: int | None = None) -> int:
+        """Forget applied ids that sort below `before_id`; returns how many.
+
+        Message ids are ULIDs, which sort by the time they were made, so `before_id` (the
+        smallest id of some millisecond) cuts the inbox at that time. Forgetting an id is safe
+        only because the service refuses, as ``stale``, every notice whose id is older than the
+        inbox keeps ids (broker/service.py): the caller must cut further back than that. Deleted
+        in transactions of `chunk` rows (default `PURGE_CHUNK`), oldest first, through the
+        primary key, so the write lock is never held for long.
+        """
+        size = chunk or self.PURGE_CHUNK
+        db = self._db
+        p = db.param
+        sql = (
+            'DELETE FROM "inbox" WHERE "msg_id" IN (SELECT "msg_id" FROM "inbox" '
+            f'WHERE "msg_id" < {p} ORDER BY "msg_id" LIMIT {p})'
+        )
+        total = 0
+        while True:
+            with translate_errors(), db.atomic():
+                deleted = db.execute_sql(sql, (before_id, size)).rowcount
+            total += deleted
+            if deleted < size:
+                return total
+
     def outbox_add(
         self,
         msg_id: str,

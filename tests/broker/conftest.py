@@ -16,7 +16,7 @@ import pytest
 
 from broker.amqp import AmqpConnection
 from broker.envelope import Header, Kind, Sealer
-from broker.ids import new_message_id
+from broker.ids import first_id_at, new_message_id
 from broker.keys import Identity, TrustStore
 from broker.routes import NodeInfo, Route, RouteTable
 from broker.rpc import RpcClient
@@ -84,11 +84,12 @@ class World:
         kind: Kind = Kind.NOTICE,
         issued_at: float | None = None,
         ttl: float = 600.0,
+        msg_id: str | None = None,
     ) -> bytes:
         now = time.time() if issued_at is None else issued_at
         header = Header(
             1,
-            new_message_id(),
+            msg_id or new_message_id(),
             kind,
             type,
             sender,
@@ -97,6 +98,13 @@ class World:
             int((now + ttl) * 1000),
         )
         return self.sealer(sender).seal(header, body)
+
+
+def id_made_days_ago(days: float) -> str:
+    """A message id made `days` ago, as an outbox row written then carries when relayed now
+    (new_message_id itself never goes back in time within a process)."""
+    made = int((time.time() - days * 86400) * 1000)
+    return first_id_at(made)[:10] + new_message_id()[10:]
 
 
 def make_world() -> World:

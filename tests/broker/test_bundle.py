@@ -21,7 +21,7 @@ from broker.outbox import OutboxRelay
 from broker.service import Context, Service, ServiceConfig, running
 from broker.topology import Topology
 
-from .conftest import AMQP_URL, World, drain, eventually, start_thread
+from .conftest import AMQP_URL, World, drain, eventually, id_made_days_ago, start_thread
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -114,6 +114,7 @@ def test_items_relayed_again_in_another_bundle_apply_once(
         (item(9, id="not-a-message-id"), "malformed"),
         (item(9, type="bundle"), "malformed"),  # no bundle inside a bundle
         (item(9, type="test.relay"), "unknown_type"),  # allowed and valid, but no handler here
+        (item(9, id=id_made_days_ago(91)), "stale"),  # made before the inbox's memory begins
     ],
 )
 def test_a_refused_item_is_dead_lettered_alone_and_the_others_apply(

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from broker import ids
-from broker.ids import ALPHABET, id_time_ms, is_message_id, new_message_id
+from broker.ids import ALPHABET, first_id_at, id_time_ms, is_message_id, new_message_id
 
 
 def _crockford_encode(value: int) -> str:
@@ -73,6 +73,26 @@ def test_time_round_trips_through_the_encoding(ms: int, rand: int) -> None:
     assert is_message_id(encoded)
     assert id_time_ms(encoded) == ms
     assert ids._encode((ms << 80) | rand) == encoded
+
+
+@given(
+    st.integers(min_value=0, max_value=2**48 - 1),
+    st.integers(0, 2**80 - 1),
+    st.integers(min_value=0, max_value=2**48 - 1),
+)
+def test_first_id_at_cuts_ids_by_the_time_they_were_made(ms: int, rand: int, cut: int) -> None:
+    # the inbox purge deletes ids sorting below first_id_at(cut): exactly those made before cut
+    msg_id = _crockford_encode((ms << 80) | rand)
+    floor = first_id_at(cut)
+    assert is_message_id(floor) and id_time_ms(floor) == cut
+    assert (msg_id < floor) == (ms < cut)
+
+
+def test_first_id_at_refuses_times_outside_the_ulid_range() -> None:
+    with pytest.raises(ValueError):
+        first_id_at(-1)
+    with pytest.raises(ValueError):
+        first_id_at(2**48)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,15 @@ from broker.rpc import RpcClient
 from broker.service import Context, HandlerError, Service, ServiceConfig, running
 from broker.topology import Topology
 
-from .conftest import AMQP_URL, World, close_connection_named, drain, eventually, make_service
+from .conftest import (
+    AMQP_URL,
+    World,
+    close_connection_named,
+    drain,
+    eventually,
+    id_made_days_ago,
+    make_service,
+)
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -242,6 +250,7 @@ REFUSALS = {
     "forbidden_route": "route_not_allowed",
     "extra_field": "schema",
     "garbage": "malformed",
+    "stale": "stale",
 }
 
 
@@ -265,6 +274,8 @@ def _craft(case: str, world: World) -> bytes:
         return world.seal("cli", "svc", "demo.notice", {**good, "extra": 1})
     if case == "garbage":
         return b"\x93not an envelope"
+    if case == "stale":  # signed and valid now, but made before the inbox's memory begins
+        return world.seal("cli", "svc", "demo.notice", good, msg_id=id_made_days_ago(91))
     raise AssertionError(case)
 
 
@@ -442,3 +453,10 @@ def test_a_stream_of_notices_does_not_push_a_request_out_of_the_replay_guard(
         [dead] = _dead(admin, topology)
     assert dead.headers["x-juki-reason"] == "replay"
     assert lookups == ["k"]
+
+
+def test_an_inbox_keep_shorter_than_a_notices_validity_is_refused() -> None:
+    # a notice still valid on the wire must still be told apart from one already applied
+    with pytest.raises(ValueError, match="inbox_keep"):
+        ServiceConfig(notice_ttl=3600.0, skew_seconds=60.0, inbox_keep=3659.0)
+    assert ServiceConfig(notice_ttl=3600.0, skew_seconds=60.0, inbox_keep=3660.0).inbox_keep

@@ -51,6 +51,17 @@ def test_unknown_role_and_dangling_municipality_are_refused() -> None:
         parse(raw, ROOT / "appliance.toml")
 
 
+def test_an_inbox_keep_shorter_than_a_notices_validity_is_refused() -> None:
+    # a notice still valid on the wire would be refused as stale, or its id forgotten too soon
+    raw = _raw()
+    raw["policy"]["notice_ttl_seconds"] = 40 * 86400
+    raw["policy"]["inbox_keep_days"] = 40
+    with pytest.raises(ConfigError, match="inbox_keep_days"):
+        parse(raw, ROOT / "appliance.toml")
+    raw["policy"]["inbox_keep_days"] = 41
+    assert parse(raw, ROOT / "appliance.toml").policy.inbox_keep_days == 41
+
+
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load(tmp_path / "nope.toml")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import random
 import sqlite3
 import threading
 import time
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 import peewee
 import pytest
 
+from broker.ids import ALPHABET, first_id_at
 from broker.journal import Journal as BrokerJournal
 from store.db import DuplicateKey, open_database
 from store.journal import JOURNAL_MODELS, OutboxEntry, PeeweeJournal
@@ -187,6 +189,24 @@ def test_purge_sent_goes_on_past_its_chunk(
     left = [r[0] for r in empty_db.execute_sql("SELECT msg_id FROM outbox ORDER BY seq")]
     assert left == ["recent", "unsent"]
     assert journal.outbox_purge_sent(before=15.0, chunk=3) == 0
+
+
+def test_inbox_purge_forgets_ids_made_before_the_cut_and_goes_on_past_its_chunk(
+    journal: PeeweeJournal, empty_db: peewee.Database
+) -> None:
+    # ids as the service stores them (ULIDs) on both sides of the cut, compared by the
+    # database itself: on PostgreSQL under the database's own collation
+    def made_at(ms: int) -> str:  # new_message_id never goes back in time within a process
+        return first_id_at(ms)[:10] + "".join(random.choices(ALPHABET, k=16))
+
+    cut = 1_780_000_000_000
+    old = [made_at(cut - 86_400_000 + i) for i in range(6)] + [made_at(cut - 1)]
+    kept = [made_at(cut), made_at(cut + 1), made_at(cut + 86_400_000)]
+    journal.inbox_add_many([(m, "registry.041009", "t", 1.0) for m in old + kept])
+    assert journal.inbox_purge(first_id_at(cut), chunk=3) == 7
+    left = [r[0] for r in empty_db.execute_sql("SELECT msg_id FROM inbox ORDER BY msg_id")]
+    assert left == sorted(kept)
+    assert journal.inbox_purge(first_id_at(cut), chunk=3) == 0
 
 
 def test_outbox_rows_at_commit_keep_the_order_of_the_calls(
