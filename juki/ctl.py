@@ -23,28 +23,81 @@ def node_health(config: ApplianceConfig, node_id: str, timeout: float = 2.0) -> 
     return answer
 
 
+def broker_backlog(
+    config: ApplianceConfig, node_ids: list[str]
+) -> tuple[dict[str, int | None], int | None]:
+    """Messages waiting in RabbitMQ for each node (ready, not yet taken) and in the
+    dead-letter queue. Read from the broker, not from the nodes, so that the work piling up
+    for a node that is down shows too. Nothing (empty, None) when the broker cannot be reached.
+    """
+    from broker.amqp import AmqpConnection
+    from broker.errors import BrokerError
+    from nodes.runtime import topology_for
+
+    topology = topology_for(config)
+    conn = AmqpConnection(config.broker.url, name="juki-ctl", confirms=False)
+    queued: dict[str, int | None] = {}
+    dead: int | None = None
+    try:
+        for node_id in node_ids:
+            try:
+                conn.connect()
+                queued[node_id] = conn.queue_depth(topology.queue(node_id))
+            except BrokerError:  # the queue is missing (never declared): no count, go on
+                queued[node_id] = None
+        conn.connect()
+        dead = conn.queue_depth(topology.dead_letter_queue)
+    except BrokerError:
+        pass
+    finally:
+        conn.close()
+    return queued, dead
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f" (oldest {seconds / size:.0f}{unit})"
+    return f" (oldest {seconds:.0f}s)"
+
+
+def _queued(h: dict[str, Any]) -> str:
+    value = h.get("queued")
+    return "-" if value is None else str(value)
+
+
 def _row(h: dict[str, Any]) -> list[str]:
     if not h.get("up"):
-        return [h["node"], "DOWN", "-", "-", "-", "-", "-", h.get("error", "")[:40]]
+        return [h["node"], "DOWN", "-", "-", "-", _queued(h), "-", "-", h.get("error", "")[:40]]
     refusals = h.get("refusals", {})
+    depth = h.get("outbox_depth", 0)
     return [
         h["node"],
         "ok" if h.get("healthy") else "UNHEALTHY",
         "yes" if h.get("broker_connected") else "NO",
         "ok" if h.get("store_ok", True) else "NO",
-        str(h.get("outbox_depth", 0)),
+        f"{depth}{_age(h.get('outbox_oldest_seconds')) if depth else ''}",
+        _queued(h),
         f"{h.get('inbox_lag_seconds', 0.0):.1f}s",
         str(sum(refusals.values())) if refusals else "0",
         ", ".join(f"{k}={v}" for k, v in sorted(refusals.items()))[:40],
     ]
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    head = ["node", "state", "broker", "store", "outbox", "inbox lag", "refused", "by reason"]
-    table = [head] + [_row(h) for h in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+HEAD = ["node", "state", "broker", "store", "outbox", "queued", "inbox lag", "refused", "by reason"]
+"""outbox: notices written, not yet relayed (the upstream or the broker out of reach);
+queued: messages in RabbitMQ waiting for the node to take them."""
+
+
+def print_table(rows: list[dict[str, Any]], dead: int | None = None) -> None:
+    table = [HEAD] + [_row(h) for h in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(HEAD))]
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    if dead:
+        print(f"dead-letter queue: {dead} refused message(s) kept with their reasons")
 
 
 def main(args: argparse.Namespace, config: ApplianceConfig) -> int:
@@ -67,12 +120,15 @@ def main(args: argparse.Namespace, config: ApplianceConfig) -> int:
         if healthy or time.monotonic() >= deadline:
             break
         time.sleep(0.5)
+    queued, dead = broker_backlog(config, ids)
+    for row in rows:
+        row["queued"] = queued.get(row["node"])
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
     elif args.action == "health" and args.node:
         print(json.dumps(rows[0], ensure_ascii=False, indent=2, default=str))
     else:
-        print_table(rows)
+        print_table(rows, dead)
     if all(r.get("healthy") for r in rows):
         return exitcodes.OK
     return exitcodes.NODE_DOWN if any(not r.get("up") for r in rows) else exitcodes.FAILURE

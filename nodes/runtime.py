@@ -181,8 +181,11 @@ class NodeRuntime:
         svc = self.service.health()
         relay = self.relay.health()
         store_ok = True
+        oldest: float | None = None
         try:
-            self.journal.outbox_depth()
+            written = self.journal.outbox_oldest()
+            if written is not None:
+                oldest = round(max(0.0, self.env.clock() - written), 1)
         except Exception:
             store_ok = False
         healthy = bool(svc.get("connected")) and store_ok and not self._stop.is_set()
@@ -192,6 +195,8 @@ class NodeRuntime:
             "broker_connected": bool(svc.get("connected")),
             "store_ok": store_ok,
             "outbox_depth": svc.get("outbox_depth") or 0,
+            # how long the oldest waiting notice has waited: the upstream's time out of reach
+            "outbox_oldest_seconds": oldest,
             "relay": relay,
             "inbox_lag_seconds": svc.get("inbox_lag_seconds") or 0.0,
             "processed": svc.get("processed", {}),

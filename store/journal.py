@@ -468,6 +468,21 @@ class PeeweeJournal:
         with translate_errors():
             return int(query.count(self._db))
 
+    def outbox_oldest(self) -> float | None:
+        """When the oldest notice still waiting to be relayed was written (None: none waits).
+
+        With the depth, the backlog an operator sees in ``juki ctl status``: how long the
+        upstream has been out of reach. The (sent_at, seq) index answers it in one probe.
+        """
+        with self._marks_lock:
+            kept = list(self._deferred)
+        query = Outbox.select(Outbox.created_at).where(Outbox.sent_at.is_null())
+        if kept:
+            query = query.where(Outbox.seq.not_in(kept))
+        with translate_errors():
+            value = query.order_by(Outbox.seq).limit(1).scalar(self._db)
+        return None if value is None else float(value)
+
     PURGE_CHUNK = 5_000
     """Relayed rows deleted per transaction by `outbox_purge_sent`."""
 

@@ -165,6 +165,17 @@ def test_marks_commit_on_their_own_and_leave_commit_durability_as_it_was(
     assert journal.outbox_depth() == 0
 
 
+def test_outbox_oldest_is_the_first_row_still_waiting(journal: PeeweeJournal) -> None:
+    assert journal.outbox_oldest() is None
+    first = journal.outbox_add("a", "p", "t", {}, 100.0)
+    journal.outbox_add("b", "p", "t", {}, 250.0)
+    assert journal.outbox_oldest() == 100.0
+    journal.outbox_mark_sent([first], 300.0)  # relayed, its mark not yet written: not waiting
+    assert journal.outbox_oldest() == 250.0
+    journal.outbox_write_marks()
+    assert journal.outbox_oldest() == 250.0
+
+
 def test_purge_sent_keeps_unsent(journal: PeeweeJournal) -> None:
     a = journal.outbox_add("a", "p", "t", {}, 0.0)
     journal.outbox_add("b", "p", "t", {}, 0.0)
