@@ -655,10 +655,14 @@ class AmqpConnection:
         )
         return int(frame.method.message_count)
 
-    def get(self, queue: str) -> Delivery | None:
-        """Take one message without a consumer (auto-acked); operators and tests reading a DLQ."""
+    def get(self, queue: str, *, auto_ack: bool = True) -> Delivery | None:
+        """Take one message without a consumer; operators and tests reading a DLQ.
+
+        With `auto_ack=False` the message stays the broker's until `ack` (taken) or `nack`
+        (handed back to its place in the queue); a lost connection hands it back too.
+        """
         method, props, body = self._blocking(
-            "basic get", lambda: self._channel.basic_get(queue, auto_ack=True)
+            "basic get", lambda: self._channel.basic_get(queue, auto_ack=auto_ack)
         )
         if method is None:
             return None

@@ -112,6 +112,44 @@ def cmd_broker_export(args: argparse.Namespace, config: ApplianceConfig) -> int:
     return exitcodes.OK
 
 
+def cmd_dead_letters(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from juki.deadletters import list_dead
+
+    _check_broker(config)
+    total, dead = list_dead(config, args.limit)
+    if args.json:
+        rows = [{**vars(d)} for d in dead]
+        print(json.dumps({"total": total, "shown": rows}, ensure_ascii=False, indent=2))
+        return exitcodes.OK
+    print(f"dead-letter queue {config.broker.dead_letter_queue}: {total} message(s)")
+    for d in dead:
+        what = f"{d.item} (in bundle {d.msg_id})" if d.item else (d.msg_id or "(unreadable)")
+        print(f"  {d.issued_at or '?':19}  {d.node or '?':16} {d.reason:18} {d.type or '?'}")
+        print(f"      id {what}  from {d.sender or '?'}  attempts {d.attempts}")
+        if d.detail:
+            print(f"      {d.detail[:200]}")
+    if total > len(dead):
+        print(f"  … {total - len(dead)} more (--limit)")
+    return exitcodes.OK
+
+
+def cmd_requeue(args: argparse.Namespace, config: ApplianceConfig) -> int:
+    from juki.deadletters import requeue
+
+    _check_broker(config)
+    report = requeue(config, args.ids)
+    if args.json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        for msg_id in report.requeued:
+            print(f"{msg_id}: handed back to the node that refused it")
+        for msg_id, why in report.skipped.items():
+            print(f"{msg_id}: kept — {why}")
+        for msg_id in report.not_found:
+            print(f"{msg_id}: not in the dead-letter queue")
+    return exitcodes.OK if not report.skipped and not report.not_found else exitcodes.FAILURE
+
+
 def cmd_node(args: argparse.Namespace, config: ApplianceConfig) -> int:
     from nodes.runtime import run_node
 
@@ -356,12 +394,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_seed)
 
-    broker = sub.add_parser("broker", help="RabbitMQ topology").add_subparsers(
+    broker = sub.add_parser("broker", help="RabbitMQ topology and dead letters").add_subparsers(
         dest="sub", required=True
     )
     b = broker.add_parser("export", help="write the topology as a RabbitMQ definitions file")
     b.add_argument("-o", "--output")
     b.set_defaults(func=cmd_broker_export)
+    b = broker.add_parser(
+        "dead-letters", help="list refused messages with their reasons (the queue keeps them)"
+    )
+    b.add_argument("--limit", type=int, default=20)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_dead_letters)
+    b = broker.add_parser(
+        "requeue", help="hand dead-lettered notices back to the node that refused them"
+    )
+    b.add_argument("ids", nargs="+", metavar="MSG_ID")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_requeue)
 
     n = sub.add_parser("node", help="run one node daemon in the foreground")
     n.add_argument("node_id")

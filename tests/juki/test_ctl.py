@@ -3,10 +3,6 @@ long the oldest has waited) and work waiting for it in RabbitMQ, shown even when
 
 from __future__ import annotations
 
-import os
-import tomllib
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,34 +12,7 @@ from broker.topology import Topology
 from juki.config import ApplianceConfig, parse
 from juki.ctl import broker_backlog, print_table
 
-ROOT = Path(__file__).resolve().parents[2]
-AMQP_URL = os.environ.get("JUKI_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
-
-
-@pytest.fixture
-def isolated(tmp_path: Path) -> Iterator[tuple[ApplianceConfig, Topology, AmqpConnection]]:
-    """The default topology under names of its own; national's queue is never declared."""
-    topology = Topology.isolated(f"t{uuid.uuid4().hex[:12]}")
-    raw = tomllib.loads((ROOT / "appliance.toml").read_text(encoding="utf-8"))
-    raw["broker"].update(
-        url=AMQP_URL,
-        exchange=topology.exchange,
-        dead_letter_exchange=topology.dead_letter_exchange,
-        dead_letter_queue=topology.dead_letter_queue,
-        queue_prefix=topology.queue_prefix,
-    )
-    config = parse(raw, tmp_path / "appliance.toml")
-    admin = AmqpConnection(AMQP_URL, exchange=topology.exchange, name="juki-test-ctl")
-    admin.connect()
-    admin.declare_topology(topology, ["pref.04", "cs.041009"])
-    yield config, topology, admin
-    admin.connect()
-    for node in ("pref.04", "cs.041009"):
-        admin.queue_delete(topology.queue(node))
-    admin.queue_delete(topology.dead_letter_queue)
-    admin.exchange_delete(topology.exchange)
-    admin.exchange_delete(topology.dead_letter_exchange)
-    admin.close()
+from .conftest import default_raw
 
 
 @pytest.mark.rabbitmq
@@ -62,7 +31,7 @@ def test_backlog_counts_what_waits_for_each_node_and_in_the_dead_letter_queue(
 
 
 def test_backlog_is_empty_when_the_broker_cannot_be_reached(tmp_path: Path) -> None:
-    raw = tomllib.loads((ROOT / "appliance.toml").read_text(encoding="utf-8"))
+    raw = default_raw()
     raw["broker"]["url"] = "amqp://guest:guest@127.0.0.1:1/%2F"  # nothing listens there
     config = parse(raw, tmp_path / "appliance.toml")
     assert broker_backlog(config, ["pref.04"]) == ({"pref.04": None}, None)
