@@ -1,5 +1,6 @@
-"""A node's scheduled purge (`juki store purge`, the daemon's hourly job): the configured 特例転入
-period, relayed notices after a day, and applied notice ids only once their notices are stale."""
+"""A node's housekeeping: its scheduled purge (`juki store purge`, the daemon's hourly job) — the
+configured 特例転入 period, relayed notices after a day, applied notice ids only once their notices
+are stale — and the outbox backlog its health reports."""
 
 from __future__ import annotations
 
@@ -98,3 +99,23 @@ def test_store_purge_applies_the_configured_tokutei_tennyu_period(
 
     assert report["counts"]["pending_move_out"] == 1
     assert PendingMoveOutRow.get().status == "purged"
+
+
+def test_health_says_how_long_the_oldest_waiting_notice_has_waited(
+    config: ApplianceConfig, tmp_path: Path
+) -> None:
+    # the backlog `juki ctl status` shows for a node whose upstream is out of reach
+    from broker.keys import init_keys
+    from nodes.runtime import NodeRuntime
+
+    init_keys(config.keys_dir, config.trust_file, [n.id for n in config.nodes.values()], None)
+    now = NOW.timestamp()
+    runtime = NodeRuntime(config, CS, clock=lambda: now)
+    try:
+        assert runtime.health()["outbox_oldest_seconds"] is None
+        runtime.journal.outbox_add("m1", "pref.04", "t", {}, now - 7200.0)
+        runtime.journal.outbox_add("m2", "pref.04", "t", {}, now - 60.0)
+        health = runtime.health()
+        assert (health["outbox_depth"], health["outbox_oldest_seconds"]) == (2, 7200.0)
+    finally:
+        runtime.db.close()
