@@ -18,7 +18,8 @@ CPU per update: the CPU seconds each node process (and RabbitMQ's beam.smp) used
 measured window (/proc/PID/stat), divided by the updates applied at national; their sum is how
 many cores the flow needs at the offered rate. Each round also times a fixed pure-Python loop
 (`calibration_ms`): this shared machine's speed drifts by 2x between days, and the figures of two
-runs compare only beside it.
+runs compare only beside it. Each node's resident memory (VmRSS) before and after the window
+shows whether a daemon's memory grows with the updates it handles (run long with `--seconds`).
 
 Baseline in the same run: plain pika, three hops, persistent messages, each hop consuming,
 re-publishing with publisher confirms (one per message, and batched by 100) and acking — the
@@ -84,6 +85,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process (VmRSS), in MiB: a daemon's memory must not grow with the
+    number of updates it has handled."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def flow_processes(parent: int) -> dict[str, int]:
     """The node processes of the flow (children of `juki up`) and RabbitMQ's VM, by name."""
     found: dict[str, int] = {}
@@ -132,12 +142,14 @@ def run_juki(rate: float, seconds: float, residents: int) -> dict[str, Any]:
             assert app.proc is not None
             procs = flow_processes(app.proc.pid)
             cpu0 = {name: cpu_seconds(pid) for name, pid in procs.items()}
+            rss0 = {name: rss_mb(pid) for name, pid in procs.items()}
             t0 = time.time()
             report = simulate(app.config, "041009", rate, seconds, seed=2, mix=MIX)
             offered_end = time.time()
             app.quiet(600)
             drained = time.time()
             cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in procs.items()}
+            rss = {name: (rss0[name], rss_mb(pid)) for name, pid in procs.items()}
             sent = app.rows(
                 "registry.041009",
                 "SELECT body, created_at FROM outbox WHERE type = 'cs.registry.identity_update' "
@@ -155,12 +167,14 @@ def run_juki(rate: float, seconds: float, residents: int) -> dict[str, Any]:
                 (int(t0 * 1_000_000),),
             )
             lat = []
+            by_minute: dict[int, list[float]] = {}
             last = t0
             for code, seq, rec in applied:
                 at = created.get((code, seq))
                 if at is not None:
                     done = rec / 1_000_000
                     lat.append((done - at) * 1000)
+                    by_minute.setdefault(int((at - t0) // 60), []).append(lat[-1])
                     last = max(last, done)
             n = len(lat)
             window = max(last - t0, 1e-9)
@@ -178,6 +192,10 @@ def run_juki(rate: float, seconds: float, residents: int) -> dict[str, Any]:
                 "latency_ms_p50": round(pct(lat, 0.50), 1),
                 "latency_ms_p99": round(pct(lat, 0.99), 1),
                 "latency_ms_max": round(max(lat), 1) if lat else None,
+                # by the minute the update was offered in: a steady tail, or one that grows
+                "latency_ms_p99_by_minute": [
+                    round(pct(by_minute[m], 0.99), 1) for m in sorted(by_minute)
+                ],
                 "poison": refused,
                 "cpu_us_per_update": {
                     name: round(cpu[name] / n * 1e6) if n else None for name in sorted(cpu)
@@ -187,6 +205,8 @@ def run_juki(rate: float, seconds: float, residents: int) -> dict[str, Any]:
                 "cores_needed_at_offered_rate": round(sum(cpu.values()) / n * rate, 2)
                 if n
                 else None,
+                # resident memory before and after the measured window, MiB
+                "rss_mb_before_after": {name: list(rss[name]) for name in sorted(rss)},
             }
         finally:
             app.stop()
@@ -292,6 +312,10 @@ def run_round(args: argparse.Namespace) -> dict[str, Any]:
         f"(the offered rate needs {juki['cores_needed_at_offered_rate']} cores)",
         flush=True,
     )
+    if len(juki["latency_ms_p99_by_minute"]) > 1:
+        print(f"p99 ms by minute offered: {juki['latency_ms_p99_by_minute']}", flush=True)
+    memory = ", ".join(f"{k} {a}→{b}" for k, (a, b) in juki["rss_mb_before_after"].items())
+    print(f"resident memory MiB, before → after the window: {memory}", flush=True)
     ratio = juki["sustained_per_s"] / raw["per_s"] if raw["per_s"] else None
     return {
         "calibration_ms": calibration,

@@ -348,10 +348,16 @@ class PrefectureIdentityRow(_ProvidedCurrent):
         indexes = _current_indexes()
 
 
+_VERSION_SEEN = (("resident_code", "municipality_code", "sequence"), False)
+"""The tiers' duplicate probe (store.identity.provided_version_seen) on every notice: answered
+from this index alone, however many versions of the person the history holds. Through the
+(resident_code, history_no) index it read each of them, and its cost grew with the file."""
+
+
 class PrefectureIdentityHistoryRow(_ProvidedHistory):
     class Meta:
         table_name = "prefecture_identity_history"
-        indexes = ((("resident_code", "history_no"), True),)
+        indexes = ((("resident_code", "history_no"), True), _VERSION_SEEN)
 
 
 class NationalIdentityRow(_ProvidedCurrent):
@@ -365,7 +371,7 @@ class NationalIdentityRow(_ProvidedCurrent):
 class NationalIdentityHistoryRow(_ProvidedHistory):
     class Meta:
         table_name = "national_identity_history"
-        indexes = ((("resident_code", "history_no"), True),)
+        indexes = ((("resident_code", "history_no"), True), _VERSION_SEEN)
 
 
 # --- national: numbers and codes -------------------------------------------------------------

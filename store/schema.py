@@ -104,12 +104,29 @@ def _birth_name_indexes(db: peewee.Database, role: str) -> None:
                 db.execute_sql(sql, params)
 
 
+def _version_seen_indexes(db: peewee.Database, role: str) -> None:
+    """The tiers' history gains (resident_code, municipality_code, sequence) for the duplicate
+    probe run on every notice."""
+    for model in (models.PrefectureIdentityHistoryRow, models.NationalIdentityHistoryRow):
+        if not db.table_exists(model._meta.table_name):
+            continue
+        for index in model._meta.fields_to_index():
+            if [f.name for f in index._expressions] == [
+                "resident_code",
+                "municipality_code",
+                "sequence",
+            ]:
+                sql, params = db.get_sql_context().sql(index.safe()).query()
+                db.execute_sql(sql, params)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _initial),
     Migration(
         2, "provided copies: previous municipality, became resident on", _provided_order_columns
     ),
     Migration(3, "生年月日 index carries the names", _birth_name_indexes),
+    Migration(4, "tier history: index for the duplicate probe", _version_seen_indexes),
 ]
 
 TABLES_BY_ROLE: dict[str, list[type[BaseModel]]] = {

@@ -198,3 +198,25 @@ def test_migration_2_adds_the_order_columns_to_a_version_1_store(
     for table in ("national_identity", "national_identity_history"):
         columns = {c.name for c in empty_db.get_columns(table)}
         assert {"previous_municipality_code", "became_resident_on"} <= columns, table
+
+
+def _probe_index(db: peewee.Database, table: str) -> bool:
+    wanted = ["resident_code", "municipality_code", "sequence"]
+    return any(ix.columns == wanted for ix in db.get_indexes(table))
+
+
+def test_migration_4_gives_the_tier_history_its_duplicate_probe_index(
+    empty_db: peewee.Database,
+) -> None:
+    init_store(empty_db, "national")
+    assert _probe_index(empty_db, "national_identity_history")
+    # Make it what a version-3 store looked like: the history without that index.
+    for ix in empty_db.get_indexes("national_identity_history"):
+        if ix.columns == ["resident_code", "municipality_code", "sequence"]:
+            empty_db.execute_sql(f'DROP INDEX "{ix.name}"')
+    SchemaVersion.delete().where(SchemaVersion.version > 3).execute()
+    assert not _probe_index(empty_db, "national_identity_history")
+
+    assert init_store(empty_db, "national") == []
+    assert current_version(empty_db) >= 4
+    assert _probe_index(empty_db, "national_identity_history")
