@@ -94,6 +94,15 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def wal_mb(app: Appliance, node: str) -> float | None:
+    """Size of a node's SQLite write-ahead log, MiB (None: not SQLite, or no WAL)."""
+    url = app.config.store_url(node)
+    if not url.startswith("sqlite:///"):
+        return None
+    wal = Path(url.removeprefix("sqlite:///") + "-wal")
+    return round(wal.stat().st_size / 2**20, 1) if wal.exists() else None
+
+
 def flow_processes(parent: int) -> dict[str, int]:
     """The node processes of the flow (children of `juki up`) and RabbitMQ's VM, by name."""
     found: dict[str, int] = {}
@@ -143,9 +152,23 @@ def run_juki(rate: float, seconds: float, residents: int) -> dict[str, Any]:
             procs = flow_processes(app.proc.pid)
             cpu0 = {name: cpu_seconds(pid) for name, pid in procs.items()}
             rss0 = {name: rss_mb(pid) for name, pid in procs.items()}
+            wal_peak: dict[str, float] = {}
+            offering = threading.Event()
+
+            def watch_wal() -> None:
+                while not offering.wait(1.0):
+                    for name in procs:
+                        size = wal_mb(app, name) if name != "rabbitmq" else None
+                        if size is not None:
+                            wal_peak[name] = max(wal_peak.get(name, 0.0), size)
+
+            watcher = threading.Thread(target=watch_wal, daemon=True)
+            watcher.start()
             t0 = time.time()
             report = simulate(app.config, "041009", rate, seconds, seed=2, mix=MIX)
             offered_end = time.time()
+            offering.set()
+            watcher.join()
             app.quiet(600)
             drained = time.time()
             cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in procs.items()}
@@ -207,6 +230,8 @@ def run_juki(rate: float, seconds: float, residents: int) -> dict[str, Any]:
                 else None,
                 # resident memory before and after the measured window, MiB
                 "rss_mb_before_after": {name: list(rss[name]) for name in sorted(rss)},
+                # the largest SQLite write-ahead log seen while offering, MiB: readers search it
+                "wal_mb_peak": dict(sorted(wal_peak.items())),
             }
         finally:
             app.stop()
@@ -316,6 +341,7 @@ def run_round(args: argparse.Namespace) -> dict[str, Any]:
         print(f"p99 ms by minute offered: {juki['latency_ms_p99_by_minute']}", flush=True)
     memory = ", ".join(f"{k} {a}→{b}" for k, (a, b) in juki["rss_mb_before_after"].items())
     print(f"resident memory MiB, before → after the window: {memory}", flush=True)
+    print(f"SQLite WAL MiB, largest while offering: {juki['wal_mb_peak']}", flush=True)
     ratio = juki["sustained_per_s"] / raw["per_s"] if raw["per_s"] else None
     return {
         "calibration_ms": calibration,
