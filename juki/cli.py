@@ -378,7 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("node", nargs="?")
     s.add_argument("--all", action="store_true", help="every daemon of the topology")
     s.set_defaults(func=cmd_store_init)
-    s = store.add_parser("purge", help="apply the retention rules now")
+    s = store.add_parser(
+        "purge", help="apply the retention rules now; forget relayed notices and stale inbox ids"
+    )
     s.add_argument("node")
     s.set_defaults(func=cmd_purge)
 

@@ -36,16 +36,15 @@ def broker_backlog(
 
     topology = topology_for(config)
     conn = AmqpConnection(config.broker.url, name="juki-ctl", confirms=False)
-    queued: dict[str, int | None] = {}
+    queued: dict[str, int | None] = dict.fromkeys(node_ids)
     dead: int | None = None
     try:
+        conn.connect()  # once: an unreachable broker costs one attempt, not one per node
         for node_id in node_ids:
             try:
-                conn.connect()
                 queued[node_id] = conn.queue_depth(topology.queue(node_id))
             except BrokerError:  # the queue is missing (never declared): no count, go on
-                queued[node_id] = None
-        conn.connect()
+                conn.connect()  # a failed passive declare closes the channel
         dead = conn.queue_depth(topology.dead_letter_queue)
     except BrokerError:
         pass
