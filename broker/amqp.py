@@ -9,7 +9,7 @@ single publish, which caps durable throughput at one fsync round trip per messag
 channel's confirm mode is driven directly (the adapter's `_impl`, pinned by `pika>=1.3,<2`), so a
 caller can publish a batch and wait once for all its confirms, and consumer deliveries are taken
 straight off the I/O loop without the adapter's event queue. Everything private to pika that this
-relies on is used in `_pump()`, `_enable_confirms()`, `_CoalescingConnection` and
+relies on is used in `_open()`, `_pump()`, `_enable_confirms()`, `_CoalescingConnection` and
 `_LeanTransport` only.
 
 Foreign exceptions are translated here, in one place:
@@ -18,7 +18,12 @@ Foreign exceptions are translated here, in one place:
   `connect()` again, consumers must be re-registered);
 - a mandatory publish returned by the broker → `Unroutable`;
 - a broker nack, a channel closed by the broker (missing exchange, argument mismatch) →
-  `BrokerError` (the channel is reopened on the next `connect()`).
+  `BrokerError` (the channel is reopened on the next `connect()`);
+- a consumer the broker cancelled (its queue deleted, the queue's cluster node lost) →
+  `BrokerError` naming it, on the next wait (the connection is closed; `connect()` again and
+  consume again). The consumers are registered on the channel's `_impl`, so pika's blocking
+  layer, which would look them up among its own and fail on a KeyError that kills the
+  connection, is taken off that notice in `_open()`.
 """
 
 from __future__ import annotations
@@ -233,6 +238,7 @@ class AmqpConnection:
         self._returned: dict[str, str] = {}
         self._nacked: set[int] = set()
         self._woken = False
+        self._cancelled: str | None = None  # a consumer tag the broker cancelled
         self.reconnects = 0
 
     # -- connection ---------------------------------------------------------------------------
@@ -297,6 +303,13 @@ class AmqpConnection:
         self._impl = channel._impl
         self._plain = self._impl
         self._impl.add_on_return_callback(self._on_return)
+        self._impl.callbacks.remove(
+            self._impl.channel_number,
+            pika.spec.Basic.Cancel,
+            channel._on_consumer_cancelled_by_broker,
+        )
+        self._impl.add_on_cancel_callback(self._on_broker_cancel)
+        self._cancelled = None
         self._next_tag = 1
         self._outstanding.clear()
         self._returned.clear()
@@ -381,9 +394,19 @@ class AmqpConnection:
             reason = getattr(self._channel, "_closing_reason", None)
             self.close()
             raise BrokerError(f"channel closed by broker ({self.name}): {reason!r}")
+        if self._cancelled is not None:
+            tag = self._cancelled
+            self.close()
+            raise BrokerError(
+                f"consumer {tag} cancelled by the broker ({self.name}): its queue was deleted "
+                "or became unavailable"
+            )
 
     def _channel_closed(self) -> bool:
-        return self._impl is None or self._impl.is_closed
+        return self._impl is None or self._impl.is_closed or self._cancelled is not None
+
+    def _on_broker_cancel(self, frame: Any) -> None:
+        self._cancelled = str(frame.method.consumer_tag)
 
     def wait(self, timeout: float) -> None:
         """Block for up to `timeout` seconds, returning early when a delivery arrives."""

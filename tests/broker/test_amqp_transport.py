@@ -163,3 +163,25 @@ def test_a_message_larger_than_the_socket_buffer_arrives_whole(
     sender.flush()
     got = drain(admin, topology.queue("svc"), 2, timeout=30)
     assert [d.body for d in got] == [big, b"after"]
+
+
+def test_a_consumer_cancelled_by_the_broker_is_a_clear_error(
+    admin: AmqpConnection, topology: Topology
+) -> None:
+    # the queue deleted under its consumer (an operator, a lost cluster node): RabbitMQ cancels
+    # the consumer; the next wait says so, instead of the connection dying inside pika
+    queue = f"{topology.queue_prefix}cancelled"
+    consumer = AmqpConnection(AMQP_URL, name="juki-test-cancelled", confirms=False)
+    consumer.connect()
+    consumer.queue_declare(queue)
+    consumer.consume(queue, lambda _d: None)
+    admin.queue_delete(queue)
+    with pytest.raises(BrokerError, match="cancelled by the broker"):
+        for _ in range(50):
+            consumer.wait(0.1)
+    assert not consumer.connected
+    consumer.connect()  # and it comes back
+    consumer.queue_declare(queue)
+    consumer.consume(queue, lambda _d: None)
+    consumer.queue_delete(queue)  # deleting the queue one consumes: no error either
+    consumer.close()

@@ -460,3 +460,16 @@ def test_an_inbox_keep_shorter_than_a_notices_validity_is_refused() -> None:
     with pytest.raises(ValueError, match="inbox_keep"):
         ServiceConfig(notice_ttl=3600.0, skew_seconds=60.0, inbox_keep=3659.0)
     assert ServiceConfig(notice_ttl=3600.0, skew_seconds=60.0, inbox_keep=3660.0).inbox_keep
+
+
+def test_a_node_whose_queue_was_deleted_declares_it_again_and_goes_on(
+    node: Any, admin: AmqpConnection, topology: Topology
+) -> None:
+    service, journal, _handlers, client = node
+    admin.queue_delete(topology.queue("svc"))
+    eventually(lambda: service.health()["disconnects"] >= 1)
+    assert "cancelled by the broker" in (service.health()["last_error"] or "")
+    eventually(lambda: service.health()["connected"])
+    msg_id = client.notify("svc", "demo.notice", {"seq": 1, "text": "after"})
+    eventually(lambda: journal.effects)
+    assert journal.effects == [(msg_id, 1, "after")]
