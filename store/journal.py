@@ -279,17 +279,22 @@ class PeeweeJournal:
         in transactions of `chunk` rows (default `PURGE_CHUNK`), oldest first, through the
         primary key, so the write lock is never held for long.
         """
-        size = chunk or self.PURGE_CHUNK
-        db = self._db
-        p = db.param
+        p = self._db.param
         sql = (
             'DELETE FROM "inbox" WHERE "msg_id" IN (SELECT "msg_id" FROM "inbox" '
             f'WHERE "msg_id" < {p} ORDER BY "msg_id" LIMIT {p})'
         )
+        return self._delete_in_chunks(sql, before_id, chunk)
+
+    def _delete_in_chunks(self, sql: str, bound: object, chunk: int | None) -> int:
+        """Run `sql` (a DELETE taking the cut `bound` and a row limit) one transaction per
+        `chunk` rows until a pass deletes fewer; returns how many went."""
+        size = chunk or self.PURGE_CHUNK
+        db = self._db
         total = 0
         while True:
             with translate_errors(), db.atomic():
-                deleted = db.execute_sql(sql, (before_id, size)).rowcount
+                deleted = db.execute_sql(sql, (bound, size)).rowcount
             total += deleted
             if deleted < size:
                 return total
@@ -493,21 +498,13 @@ class PeeweeJournal:
         rows at a sustained 2,000/s is over a hundred million, and one DELETE of them all would
         hold the store's write lock (and the service loop behind it) for minutes.
         """
-        size = chunk or self.PURGE_CHUNK
-        db = self._db
-        p = db.param
+        p = self._db.param
         sql = (
             'DELETE FROM "outbox" WHERE "seq" IN (SELECT "seq" FROM "outbox" '
             f'WHERE "sent_at" IS NOT NULL AND "sent_at" < {p} ORDER BY "sent_at", "seq" '
             f"LIMIT {p})"
         )
-        total = 0
-        while True:
-            with translate_errors(), db.atomic():
-                deleted = db.execute_sql(sql, (before, size)).rowcount
-            total += deleted
-            if deleted < size:
-                return total
+        return self._delete_in_chunks(sql, before, chunk)
 
     def record_refusal(
         self,

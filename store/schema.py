@@ -87,6 +87,14 @@ def _provided_order_columns(db: peewee.Database, role: str) -> None:
                 db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN {ddl}')
 
 
+def _create_model_index(db: peewee.Database, model: type[BaseModel], fields: list[str]) -> None:
+    """Create the index the model declares on exactly `fields` (if missing), as the model says."""
+    for index in model._meta.fields_to_index():
+        if [f.name for f in index._expressions] == fields:
+            sql, params = db.get_sql_context().sql(index.safe()).query()
+            db.execute_sql(sql, params)
+
+
 def _birth_name_indexes(db: peewee.Database, role: str) -> None:
     """Replace the 生年月日 index by (生年月日, 清音化かな, 漢字氏名) on the current files."""
     for model in (models.IdentityRow, models.PrefectureIdentityRow, models.NationalIdentityRow):
@@ -94,30 +102,15 @@ def _birth_name_indexes(db: peewee.Database, role: str) -> None:
         if not db.table_exists(table):
             continue
         db.execute_sql(f'DROP INDEX IF EXISTS "{table}_birth_date"')
-        for index in model._meta.fields_to_index():
-            if [f.name for f in index._expressions] == [
-                "birth_date",
-                "name_kana_seion",
-                "name_kanji",
-            ]:
-                sql, params = db.get_sql_context().sql(index.safe()).query()
-                db.execute_sql(sql, params)
+        _create_model_index(db, model, ["birth_date", "name_kana_seion", "name_kanji"])
 
 
 def _version_seen_indexes(db: peewee.Database, role: str) -> None:
     """The tiers' history gains (resident_code, municipality_code, sequence) for the duplicate
     probe run on every notice."""
     for model in (models.PrefectureIdentityHistoryRow, models.NationalIdentityHistoryRow):
-        if not db.table_exists(model._meta.table_name):
-            continue
-        for index in model._meta.fields_to_index():
-            if [f.name for f in index._expressions] == [
-                "resident_code",
-                "municipality_code",
-                "sequence",
-            ]:
-                sql, params = db.get_sql_context().sql(index.safe()).query()
-                db.execute_sql(sql, params)
+        if db.table_exists(model._meta.table_name):
+            _create_model_index(db, model, ["resident_code", "municipality_code", "sequence"])
 
 
 MIGRATIONS: list[Migration] = [

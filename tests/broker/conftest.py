@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,22 +120,31 @@ def world() -> World:
     return make_world()
 
 
+@contextmanager
+def declared_topology(nodes: list[str]) -> Iterator[tuple[Topology, AmqpConnection]]:
+    """A topology under names of its own with `nodes`' queues declared, and the confirm-mode
+    connection that declared it; everything is deleted on the way out."""
+    topo = Topology.isolated(f"t{uuid.uuid4().hex[:12]}")
+    admin = AmqpConnection(AMQP_URL, exchange=topo.exchange, name="juki-test-setup")
+    admin.connect()
+    admin.declare_topology(topo, nodes)
+    try:
+        yield topo, admin
+    finally:
+        admin.connect()
+        for node in nodes:
+            admin.queue_delete(topo.queue(node))
+        admin.queue_delete(topo.dead_letter_queue)
+        admin.exchange_delete(topo.exchange)
+        admin.exchange_delete(topo.dead_letter_exchange)
+        admin.close()
+
+
 @pytest.fixture
 def topology() -> Iterator[Topology]:
     """An isolated topology; its queues and exchanges are deleted after the test."""
-    topo = Topology.isolated(f"t{uuid.uuid4().hex[:12]}")
-    nodes = list(ROLES)
-    admin = AmqpConnection(AMQP_URL, name="juki-test-setup")
-    admin.connect()
-    admin.declare_topology(topo, nodes)
-    yield topo
-    admin.connect()
-    for node in nodes:
-        admin.queue_delete(topo.queue(node))
-    admin.queue_delete(topo.dead_letter_queue)
-    admin.exchange_delete(topo.exchange)
-    admin.exchange_delete(topo.dead_letter_exchange)
-    admin.close()
+    with declared_topology(list(ROLES)) as (topo, _setup):
+        yield topo
 
 
 @pytest.fixture
